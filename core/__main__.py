@@ -1,0 +1,3 @@
+from rvs.cli import main
+
+main()

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+from rvs.v1 import rvs_pb2 as pb
+
+
+class BusClosed(RuntimeError):
+    """The bus is shutting down; the caller stops publishing or polling."""
+
+
+class FramePublisher(Protocol):
+    def publish(self, frame: pb.Frame) -> None:
+        """Queue one frame; blocks while the bus is full (back-pressure). Raises BusClosed."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Return once every published frame is acknowledged by the bus."""
+
+
+class FrameConsumer(Protocol):
+    def poll(self, max_frames: int, max_wait_s: float) -> list[pb.Frame]:
+        """Up to `max_frames` frames, waiting at most `max_wait_s` to fill the batch."""
+
+    def commit(self) -> None:
+        """Everything returned by poll() so far has been processed (and written)."""
+
+    def close(self) -> None: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: pb.MediaEvent) -> None: ...

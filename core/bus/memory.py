@@ -1,0 +1,54 @@
+"""In-process transport for embedded mode: a bounded queue (back-pressure, no broker)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from rvs.bus.base import BusClosed
+from rvs.v1 import rvs_pb2 as pb
+
+
+class MemoryFrameBus:
+    """A bounded frame queue with a publisher side and a consumer side."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._queue: queue.Queue[pb.Frame] = queue.Queue(maxsize=capacity)
+        self._closed = threading.Event()
+
+    def publish(self, frame: pb.Frame) -> None:
+        while True:
+            if self._closed.is_set():
+                raise BusClosed("frame bus closed")
+            try:
+                self._queue.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Frames are handed over in memory: nothing to wait for."""
+
+    def poll(self, max_frames: int, max_wait_s: float) -> list[pb.Frame]:
+        deadline = time.monotonic() + max_wait_s
+        batch: list[pb.Frame] = []
+        while len(batch) < max_frames:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    batch.append(self._queue.get_nowait())
+                else:
+                    batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def commit(self) -> None:
+        """In memory, a polled frame is gone from the queue: there is no position to commit."""
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,296 @@
+"""The `rvs` command: `up` (embedded mode), `query` (one service), and the gRPC clients
+`search` and `status`. Every flag falls back to the RVS_ environment variable named in --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help: str, **kwargs: Any) -> None:
+    env = "RVS_" + name.lstrip("-").replace("-", "_").upper()
+    parser.add_argument(name, default=None, help=f"{help} (env: {env})", **kwargs)
+
+
+def _service_flags(p: argparse.ArgumentParser, watch: bool) -> None:
+    if watch:
+        _flag(p, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
+        p.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
+    _flag(p, "--data-dir", "directory for rvs's state", type=Path, metavar="DIR")
+    _flag(p, "--model", "embedding model: facenet-vggface2, facenet-casia, dlib-resnet")
+    _flag(p, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
+    _flag(p, "--device", "torch device: auto, cpu, cuda")
+    _flag(p, "--milvus-uri", "Milvus server; empty starts an embedded one")
+    _flag(p, "--host", "interface the gRPC server binds to")
+    _flag(p, "--port", "gRPC port", type=int)
+    _flag(p, "--metrics-port", "port of /metrics (0: off)", type=int)
+    _flag(p, "--log-format", "text or json")
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    fields = cls.model_fields  # type: ignore[attr-defined]
+    return {k: v for k, v in vars(args).items() if v is not None and k in fields}
+
+
+def _run_until_signal(app: Any) -> int:
+    import logging
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("rvs").info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app.start()
+        stop.wait()
+    finally:
+        app.stop()
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from rvs.embedded import EmbeddedApp, EmbeddedSettings
+    from rvs.embedder.config import EmbedderSettings
+    from rvs.faces.types import ModelUnavailable
+    from rvs.logs import setup_logging
+    from rvs.query.config import QuerySettings
+    from rvs.sampler.config import SamplerSettings
+    from rvs.store.faces import IndexModelMismatch, StoreUnavailable
+
+    settings = EmbeddedSettings(
+        sampler=SamplerSettings(**_overrides(args, SamplerSettings)),
+        embedder=EmbedderSettings(**_overrides(args, EmbedderSettings)),
+        query=QuerySettings(**_overrides(args, QuerySettings)),
+    )
+    setup_logging(settings.query.log_level, settings.query.log_format)
+    if settings.sampler.watch_dir is None:
+        print("rvs up: give a folder to watch: rvs up --watch DIR (or RVS_WATCH_DIR)", file=sys.stderr)
+        return 2
+    settings.sampler.watch_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_until_signal(EmbeddedApp(settings))
+    except (ModelUnavailable, IndexModelMismatch, StoreUnavailable, ValueError, RuntimeError) as exc:
+        print(f"rvs up: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from rvs.faces.pipeline import FacePipeline
+    from rvs.faces.types import ModelUnavailable
+    from rvs.logs import setup_logging
+    from rvs.metrics_http import MetricsEndpoint
+    from rvs.query.app import QueryService
+    from rvs.query.config import QuerySettings
+    from rvs.store.embedded_milvus import EmbeddedMilvus
+    from rvs.store.faces import FaceStore, IndexModelMismatch, StoreUnavailable
+
+    settings = QuerySettings(**_overrides(args, QuerySettings))
+    setup_logging(settings.log_level, settings.log_format)
+
+    class App:
+        def __init__(self) -> None:
+            self.registry = CollectorRegistry()
+            self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
+            self.milvus = None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus",
+                                                                           settings.milvus_port)
+            self.service: QueryService | None = None
+            self.store: FaceStore | None = None
+
+        def start(self) -> None:
+            self.metrics.start()
+            pipeline = FacePipeline(settings)
+            pipeline.load()
+            if self.milvus:
+                self.milvus.start()
+            uri = settings.milvus_uri or (self.milvus.uri if self.milvus else "")
+            token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+            self.store = FaceStore(uri, settings.collection, pipeline.model_name, pipeline.dim, token)
+            self.store.open()
+            self.service = QueryService(settings, pipeline, self.store, None, self.registry)
+            self.service.start()
+            self.service.ready()
+
+        def stop(self) -> None:
+            if self.service:
+                self.service.stop()
+            if self.store:
+                self.store.close()
+            if self.milvus:
+                self.milvus.stop()
+            self.metrics.stop()
+
+    try:
+        return _run_until_signal(App())
+    except (ModelUnavailable, IndexModelMismatch, StoreUnavailable, RuntimeError) as exc:
+        print(f"rvs query: {exc}", file=sys.stderr)
+        return 1
+
+
+def _fmt_time(ms: int) -> str:
+    s = ms / 1000
+    return f"{int(s // 60)}:{s % 60:04.1f}"
+
+
+def _rpc_error(exc: Any) -> str:
+    from grpc_status import rpc_status
+
+    from rvs.query.server import ERROR_DOMAIN
+
+    reason = ""
+    status = rpc_status.from_call(exc)
+    if status is not None:
+        from google.rpc import error_details_pb2
+
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                reason = f" [{info.reason}]"
+    return f"{exc.code().name}{reason}: {exc.details()}"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToJson
+
+    from rvs.v1 import rvs_pb2 as pb
+    from rvs.v1 import rvs_pb2_grpc
+
+    try:
+        image = Path(args.photo).read_bytes()
+    except OSError as exc:
+        print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
+        return 2
+    request = pb.SearchRequest(
+        image=image,
+        top_k=args.top_k,
+        kinds={"all": pb.KIND_FILTER_ALL, "images": pb.KIND_FILTER_IMAGES, "videos": pb.KIND_FILTER_VIDEOS}[args.kinds],
+        source_prefix=args.source or "",
+    )
+    if args.min_score is not None:
+        request.min_score = args.min_score
+    if args.face is not None:
+        request.face_index = args.face
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            response = rvs_pb2_grpc.SearchServiceStub(channel).Search(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"rvs search: {_rpc_error(exc)}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(MessageToJson(response, preserving_proto_field_name=True, indent=2))
+        return 0
+    faces = response.query_faces
+    used = faces[response.used_face_index]
+    print(
+        f"{len(faces)} face(s) in the query; searched face {response.used_face_index} at "
+        f"({used.box.x1:.0f},{used.box.y1:.0f})-({used.box.x2:.0f},{used.box.y2:.0f}); "
+        f"model {response.model}, min_score {response.min_score:.2f}"
+    )
+    if not response.images and not response.videos:
+        print("No match: nobody in the index scores above the threshold.")
+        return 0
+    if response.images:
+        print(f"\nPhotos ({len(response.images)})")
+        print(f"  {'score':>6}  file")
+        for img in response.images:
+            print(f"  {img.score:6.3f}  {img.uri}")
+    if response.videos:
+        print(f"\nVideos ({len(response.videos)})")
+        for v in response.videos:
+            print(f"  {v.best_score:6.3f}  {v.uri}  (length {_fmt_time(v.duration_ms)})")
+            for seg in v.segments:
+                print(
+                    f"          {_fmt_time(seg.start_ms)} - {_fmt_time(seg.end_ms)}  best {seg.best_score:.3f}"
+                    f" at {_fmt_time(seg.best_time_ms)}"
+                )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from rvs.v1 import rvs_pb2 as pb
+    from rvs.v1 import rvs_pb2_grpc
+
+    media: list[pb.Media] = []
+    with grpc.insecure_channel(args.target) as channel:
+        stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        token = ""
+        try:
+            while True:
+                page = stub.ListMedia(pb.ListMediaRequest(page_size=500, page_token=token), timeout=args.timeout)
+                media.extend(page.media)
+                token = page.next_page_token
+                if not token:
+                    break
+        except grpc.RpcError as exc:
+            print(f"rvs status: {_rpc_error(exc)}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([MessageToDict(m, preserving_proto_field_name=True) for m in media], indent=2))
+        return 0
+    print(f"{'state':<10} {'embedded':>9} {'faces':>6}  file")
+    for m in media:
+        state = pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower()
+        total = f"{m.frames_sampled}" + ("" if m.sampling_complete else "+")
+        line = f"{state:<10} {m.frames_embedded:>4}/{total:<4} {m.faces_found:>6}  {m.uri}"
+        if m.error_reason:
+            line += f"  ({m.error_reason}: {m.error_detail})"
+        print(line)
+    counts: dict[str, int] = {}
+    for m in media:
+        name = pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower()
+        counts[name] = counts.get(name, 0) + 1
+    print(f"\n{len(media)} media: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rvs", description="Reverse visual search over photos and video.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run sampler, embedder and query service in one process (embedded mode)")
+    _service_flags(up, watch=True)
+    up.set_defaults(func=cmd_up)
+
+    query = sub.add_parser("query", help="run the query service alone against a Milvus server")
+    _service_flags(query, watch=False)
+    query.set_defaults(func=cmd_query)
+
+    search = sub.add_parser("search", help="find the photos and video moments showing the person in PHOTO")
+    search.add_argument("photo", help="query photo (JPEG, PNG, WebP)")
+    search.add_argument("--top-k", type=int, default=0, help="photos and videos to return (default: server's)")
+    search.add_argument("--min-score", type=float, default=None, help="similarity threshold (default: model's)")
+    search.add_argument("--kinds", choices=["all", "images", "videos"], default="all")
+    search.add_argument("--source", help="only media whose source starts with this")
+    search.add_argument("--face", type=int, default=None, help="which query face to use (default: largest)")
+    search.add_argument("--json", action="store_true", help="print the SearchResponse as JSON")
+    search.set_defaults(func=cmd_search)
+
+    status = sub.add_parser("status", help="state and progress of every media item")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    for client in (search, status):
+        client.add_argument("--target", default=DEFAULT_TARGET, help=f"query service (default {DEFAULT_TARGET})")
+        client.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

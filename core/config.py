@@ -1,0 +1,73 @@
+"""Settings shared by every service; each service extends these with its own class.
+
+All settings come from environment variables with the prefix ``RVS_`` (``RVS_DATA_DIR``,
+``RVS_MILVUS_URI``...) or from command-line flags; they are built once in ``main()`` and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ModelName = Literal["facenet-vggface2", "facenet-casia", "dlib-resnet"]
+
+
+class CommonSettings(BaseSettings):
+    """Defaults every service shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RVS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    data_dir: Path = Path("rvs-data")
+    """Directory for rvs's state (catalog, watcher state, embedded Milvus data)."""
+    log_format: Literal["text", "json"] = "text"
+    """Log line format: human-readable text or one JSON object per line."""
+    log_level: str = "INFO"
+    """Python logging level."""
+    metrics_host: str = "127.0.0.1"
+    """Interface the Prometheus /metrics endpoint binds to."""
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    """Port of the Prometheus /metrics endpoint (0: disabled)."""
+
+
+class ModelSettings(CommonSettings):
+    """Face detection and embedding; the embedder and the query service must agree on these."""
+
+    model: ModelName = "facenet-vggface2"
+    """Embedding model: facenet-vggface2, facenet-casia (weights downloaded by facenet-pytorch or
+    read from weights_path) or dlib-resnet (weights shipped by face-recognition-models; offline)."""
+    weights_path: Path | None = None
+    """Local weights file for the facenet models (a state_dict saved with torch.save)."""
+    device: str = "auto"
+    """Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1..."""
+    torch_threads: int = Field(0, ge=0)
+    """Intra-op CPU threads for torch (0: torch's default)."""
+    min_face_size: int = Field(20, ge=8)
+    """Smallest face, in pixels of the analysed frame, that the detector looks for."""
+    detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    """MTCNN's three stage thresholds (P-Net, R-Net, O-Net)."""
+    min_detection_score: float = Field(0.95, ge=0.0, le=1.0)
+    """Faces detected with a lower probability are not indexed or used as queries."""
+    detect_max_side: int = Field(1280, ge=160)
+    """Frames are downscaled so the long side is at most this before detection."""
+
+
+class StoreSettings(CommonSettings):
+    """Where the face vectors live."""
+
+    milvus_uri: str = ""
+    """Milvus server URI (http://host:19530). Empty: rvs starts an embedded Milvus server that
+    keeps its data in data_dir/milvus."""
+    milvus_token: SecretStr | None = None
+    """Milvus token (user:password or API key), if the server requires one."""
+    milvus_port: int = Field(19530, ge=1, le=65535)
+    """Port of the embedded Milvus server (only when milvus_uri is empty)."""
+    collection: str = Field("rvs_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    """Milvus collection holding one row per indexed face."""

@@ -1,0 +1,151 @@
+"""Embedded mode: sampler, embedder and query service in one process, joined by an in-memory bus,
+with an embedded Milvus server. The same service classes run in distributed mode over Kafka."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from rvs.catalog import Catalog, CatalogCollector
+
+from rvs.bus.memory import MemoryFrameBus
+from rvs.embedder.app import EmbedderService
+from rvs.embedder.config import EmbedderSettings
+from rvs.faces.pipeline import FacePipeline
+from rvs.logs import media_log
+from rvs.metrics_http import MetricsEndpoint
+from rvs.query.app import QueryService
+from rvs.query.config import QuerySettings
+from rvs.sampler.app import SamplerService
+from rvs.sampler.config import SamplerSettings
+from rvs.store.embedded_milvus import EmbeddedMilvus
+from rvs.store.faces import FaceStore, StoreUnavailable
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class LocalEvents:
+    """Applies media events in-process: to the catalog, and removals to the index too."""
+
+    def __init__(self, catalog: Catalog, store: FaceStore) -> None:
+        self.catalog = catalog
+        self.store = store
+
+    def publish(self, event: pb.MediaEvent) -> None:
+        if event.HasField("removed"):
+            try:
+                removed = self.store.delete_media(event.media_id)
+                log.info("removed %d faces from the index", removed, extra=media_log(event.media_id))
+            except StoreUnavailable:
+                log.exception("could not remove faces from the index", extra=media_log(event.media_id))
+        self.catalog.apply(event)
+
+
+@dataclass
+class EmbeddedSettings:
+    sampler: SamplerSettings
+    embedder: EmbedderSettings
+    query: QuerySettings
+    bus_capacity: int = 64
+
+
+class EmbeddedApp:
+    def __init__(self, settings: EmbeddedSettings) -> None:
+        self.settings = settings
+        common = settings.query
+        self.registry = CollectorRegistry()
+        self.metrics = MetricsEndpoint(self.registry, common.metrics_host, common.metrics_port)
+        self.milvus = None if common.milvus_uri else EmbeddedMilvus(common.data_dir / "milvus", common.milvus_port)
+        self.catalog = Catalog(common.data_dir / "catalog.db")
+        self.bus = MemoryFrameBus(settings.bus_capacity)
+        # Each service owns its model, as in distributed mode: a search never waits behind a batch.
+        self.embed_pipeline = FacePipeline(settings.embedder)
+        self.query_pipeline = FacePipeline(settings.query)
+        self.store: FaceStore | None = None
+        self.sampler: SamplerService | None = None
+        self.embedder: EmbedderService | None = None
+        self.query: QueryService | None = None
+        self._progress_stop = threading.Event()
+
+    def start(self) -> None:
+        s = self.settings
+        self.metrics.start()
+        self.embed_pipeline.load()
+        self.query_pipeline.load()
+        if self.milvus is not None:
+            self.milvus.start()
+        uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
+        token = s.query.milvus_token.get_secret_value() if s.query.milvus_token else None
+        self.store = FaceStore(uri, s.query.collection, self.query_pipeline.model_name, self.query_pipeline.dim, token)
+        self.store.open()
+        events = LocalEvents(self.catalog, self.store)
+        self.query = QueryService(s.query, self.query_pipeline, self.store, self.catalog, self.registry)
+        self.query.start()
+        self.embedder = EmbedderService(s.embedder, self.bus, events, self.embed_pipeline, self.store, self.registry)
+        self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
+        # Frames of these were in memory when rvs last stopped: sample them again.
+        self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
+        self._index_gauges()
+        self.embedder.start()
+        self.sampler.start()
+        self.query.ready()
+        threading.Thread(target=self._report_progress, name="progress", daemon=True).start()
+
+    def _index_gauges(self) -> None:
+        store, catalog = self.store, self.catalog
+        assert store is not None
+
+        def faces() -> float:
+            try:
+                return float(store.count())
+            except StoreUnavailable:
+                return float("nan")
+
+        Gauge("rvs_index_faces", "Faces in the index.", registry=self.registry).set_function(faces)
+        self.registry.register(CatalogCollector(catalog))
+
+    def _report_progress(self, every_s: float = 5.0) -> None:
+        """A line per media item in progress, so long work is visible in the log."""
+        while not self._progress_stop.wait(every_s):
+            for m in self.catalog.unfinished():
+                total = str(m.frames_sampled) + ("" if m.sampling_complete else "+")
+                log.info(
+                    "progress %s: %s, sampled %s, embedded %d, faces %d",
+                    m.uri, pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower(), total,
+                    m.frames_embedded, m.faces_found, extra=media_log(m.media_id),
+                )
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once nothing is queued or in progress (used by tests and `rvs up --once`)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.sampler and self.sampler.idle() and self.bus.pending() == 0 and not self.catalog.unfinished():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        """Stop taking work, drain what is in flight, then close everything in order."""
+        log.info("stopping: draining in-flight work")
+        self._progress_stop.set()
+        if self.query:
+            self.query.server.set_serving(False)
+        if self.sampler:
+            self.sampler.stop()
+        if self.embedder:
+            self.embedder.stop()
+        self.bus.close()
+        if self.query:
+            self.query.stop()
+        if self.store:
+            self.store.close()
+        if self.milvus:
+            self.milvus.stop()
+        self.catalog.close()
+        self.metrics.stop()
+        log.info("stopped")

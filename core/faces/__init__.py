@@ -1,0 +1,1 @@
+"""Face detection and embedding. Model loading, batching and device placement live here only."""

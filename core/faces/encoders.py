@@ -1,0 +1,172 @@
+"""Face embedding models. Each encoder turns detected faces into L2-normalised vectors.
+
+Life cycle: `load()` once at start-up (idempotent, may raise ModelUnavailable), then `encode()`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvs.faces.types import Detection, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class FaceEncoder(ABC):
+    name: str
+    dim: int
+    default_min_score: float  # cosine similarity above which two faces are taken as one person
+
+    def __init__(self) -> None:
+        self._loaded = False
+
+    def load(self) -> None:
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    def encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]:
+        """One (n_faces, dim) array per image, in the order of its detections."""
+        assert self._loaded, "load() first"
+        return self._encode(images, detections)
+
+    @abstractmethod
+    def _encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]: ...
+
+
+class FacenetEncoder(FaceEncoder):
+    """InceptionResnetV1 from facenet-pytorch on 160x160 crops, 512-d."""
+
+    dim = 512
+    image_size = 160
+    margin = 14  # pixels of context around the box at 160 px, as the published models were trained
+    _PRETRAINED = {"facenet-vggface2": "vggface2", "facenet-casia": "casia-webface"}
+
+    def __init__(self, name: str, device: torch.device, weights_path: Path | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.device = device
+        self.weights_path = weights_path
+        # Thresholds from FaceNet's published LFW verification operating points, as cosine.
+        self.default_min_score = 0.5
+        self._model: torch.nn.Module | None = None
+
+    def _load(self) -> None:
+        from facenet_pytorch import InceptionResnetV1
+
+        pretrained = self._PRETRAINED[self.name]
+        if self.weights_path is not None:
+            model = InceptionResnetV1(pretrained=None)
+            try:
+                state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+                # The published files also hold a classifier head that embedding does not use.
+                state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+                model.load_state_dict(state)
+            except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+                raise ModelUnavailable(
+                    f"cannot load {self.name} weights from {self.weights_path}: {exc}"
+                ) from exc
+        else:
+            try:
+                model = InceptionResnetV1(pretrained=pretrained)
+            except Exception as exc:  # network errors come in many types (URLError, HTTPError, OSError)
+                raise ModelUnavailable(
+                    f"could not get the {self.name} weights: facenet-pytorch downloads them from GitHub "
+                    f"at first use and that failed ({type(exc).__name__}: {exc}). Offline? Put the "
+                    f"weights file (e.g. 20180402-114759-vggface2.pt) on this machine and set "
+                    f"RVS_WEIGHTS_PATH to it, or use RVS_MODEL=dlib-resnet, which ships its weights."
+                ) from exc
+        self._model = model.eval().to(self.device)
+
+    def crops(self, image: np.ndarray, detections: list[Detection]) -> torch.Tensor:
+        """(n, 3, 160, 160) standardised crops, margin as in facenet-pytorch's extract_face."""
+        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float()
+        height, width = image.shape[:2]
+        out = []
+        for det in detections:
+            x1, y1, x2, y2 = det.box
+            mx = self.margin * (x2 - x1) / (self.image_size - self.margin)
+            my = self.margin * (y2 - y1) / (self.image_size - self.margin)
+            left, top = int(max(x1 - mx / 2, 0)), int(max(y1 - my / 2, 0))
+            right, bottom = int(min(x2 + mx / 2, width)), int(min(y2 + my / 2, height))
+            right, bottom = max(right, left + 1), max(bottom, top + 1)
+            crop = tensor[:, top:bottom, left:right].unsqueeze(0)
+            out.append(F.interpolate(crop, size=(self.image_size, self.image_size), mode="area"))
+        batch = torch.cat(out)
+        return (batch - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization
+
+    def _encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]:
+        assert self._model is not None
+        counts = [len(d) for d in detections]
+        if not sum(counts):
+            return [np.zeros((0, self.dim), np.float32) for _ in images]
+        batch = torch.cat([self.crops(img, dets) for img, dets in zip(images, detections, strict=True) if dets])
+        with torch.inference_mode():
+            vectors = self._model(batch).float().cpu().numpy()
+        vectors = _normalise(vectors)
+        return list(np.split(vectors, np.cumsum(counts)[:-1]))
+
+
+class DlibEncoder(FaceEncoder):
+    """dlib's ResNet (99.38% on LFW), 128-d; weights ship in the face-recognition-models package."""
+
+    name = "dlib-resnet"
+    dim = 128
+    # Measured on LFW pairs.txt (see README, "Choosing min_score").
+    default_min_score = 0.93
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shapes = None
+        self._net = None
+
+    @staticmethod
+    def _models_dir() -> Path:
+        # Located without importing the package: its __init__ needs pkg_resources, which current
+        # setuptools no longer provides.
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelUnavailable("dlib-resnet needs the face-recognition-models package (pip install it)")
+        return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+    def _load(self) -> None:
+        import dlib
+
+        models = self._models_dir()
+        try:
+            self._shapes = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+            self._net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        except RuntimeError as exc:
+            raise ModelUnavailable(f"cannot load dlib models from {models}: {exc}") from exc
+
+    def _encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]:
+        import dlib
+
+        assert self._shapes is not None and self._net is not None
+        out: list[np.ndarray] = []
+        for img, dets in zip(images, detections, strict=True):
+            if not dets:
+                out.append(np.zeros((0, self.dim), np.float32))
+                continue
+            shapes = dlib.full_object_detections()
+            for det in dets:
+                x1, y1, x2, y2 = (round(v) for v in det.box)
+                shapes.append(self._shapes(img, dlib.rectangle(x1, y1, x2, y2)))
+            vectors = np.asarray(self._net.compute_face_descriptor(img, shapes), dtype=np.float32)
+            out.append(_normalise(vectors.reshape(len(dets), self.dim)))
+        return out

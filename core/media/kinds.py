@@ -1,0 +1,30 @@
+"""Which files are media, and of which kind."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from rvs.v1 import rvs_pb2 as pb
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# Animated GIFs are decoded as video: every frame of a GIF is a moment in time.
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+     ".wmv", ".flv", ".3gp", ".ogv", ".gif"}
+)
+# Files being written by common tools; they are picked up once renamed to their final name.
+TEMPORARY_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".tmp", ".download", ".swp"})
+
+
+def media_kind(path: str | PurePath) -> pb.MediaKind.ValueType:
+    suffix = PurePath(path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return pb.MEDIA_KIND_IMAGE
+    if suffix in VIDEO_SUFFIXES:
+        return pb.MEDIA_KIND_VIDEO
+    return pb.MEDIA_KIND_UNSPECIFIED
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden files and files that are still being downloaded or edited."""
+    return name.startswith(".") or name.endswith("~") or PurePath(name).suffix.lower() in TEMPORARY_SUFFIXES

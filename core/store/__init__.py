@@ -1,0 +1,1 @@
+"""The face index: one Milvus row per indexed face."""

@@ -1,0 +1,258 @@
+"""FaceStore: upsert, search and delete face vectors in a Milvus collection."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+MAX_SEARCH_LIMIT = 16384  # Milvus's cap on one search's result count
+_OUTPUT_FIELDS = ["media_id", "uri", "kind", "time_ms", "x1", "y1", "x2", "y2", "det_score", "source"]
+
+
+class IndexModelMismatch(RuntimeError):
+    """The collection holds vectors of another model; mixing models in one index is refused."""
+
+
+class StoreUnavailable(RuntimeError):
+    """Milvus cannot be reached or refused the operation; the caller retries."""
+
+
+def face_key(media_id: str, time_ms: int, face_index: int) -> str:
+    """Deterministic primary key: replays overwrite the same row instead of adding one."""
+    return f"{media_id}:{time_ms}:{face_index}"
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    media_id: str
+    uri: str
+    kind: int
+    time_ms: int
+    face_index: int
+    box: tuple[float, float, float, float]
+    det_score: float
+    source: str
+    ingested_at_ms: int
+    vector: np.ndarray
+
+    @property
+    def key(self) -> str:
+        return face_key(self.media_id, self.time_ms, self.face_index)
+
+
+@dataclass(frozen=True)
+class FaceHit:
+    key: str
+    media_id: str
+    uri: str
+    kind: int
+    time_ms: int
+    box: tuple[float, float, float, float]
+    det_score: float
+    source: str
+    score: float
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid Milvus expression string literal
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    kind: int = 0  # 0: all kinds
+    source_prefix: str = ""
+    ingested_after_ms: int = 0
+    ingested_before_ms: int = 0
+
+    def expression(self) -> str:
+        parts = []
+        if self.kind:
+            parts.append(f"kind == {int(self.kind)}")
+        if self.source_prefix:
+            if "%" in self.source_prefix:
+                raise ValueError("source_prefix must not contain '%'")
+            parts.append(f"source like {_quote(self.source_prefix + '%')}")
+        if self.ingested_after_ms:
+            parts.append(f"ingested_at_ms >= {int(self.ingested_after_ms)}")
+        if self.ingested_before_ms:
+            parts.append(f"ingested_at_ms < {int(self.ingested_before_ms)}")
+        return " and ".join(parts)
+
+
+class FaceStore:
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        model: str,
+        dim: int,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.uri = uri
+        self.collection = collection
+        self.model = model
+        self.dim = dim
+        self._token = token
+        self._timeout = timeout_s
+        self._client: MilvusClient | None = None
+
+    @property
+    def client(self) -> MilvusClient:
+        if self._client is None:
+            raise StoreUnavailable("the face store is not open")
+        return self._client
+
+    def open(self) -> None:
+        """Connect and create the collection if absent; refuse a collection made by another model."""
+        try:
+            self._client = MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout)
+            if self._client.has_collection(self.collection):
+                self._check_model()
+            else:
+                self._create()
+            self._client.load_collection(self.collection)
+        except MilvusException as exc:
+            raise StoreUnavailable(f"Milvus at {self.uri}: {exc}") from exc
+
+    def _identity(self) -> str:
+        return json.dumps({"rvs_model": self.model, "dim": self.dim})
+
+    def _check_model(self) -> None:
+        desc = self.client.describe_collection(self.collection)
+        try:
+            found = json.loads(desc.get("description") or "{}")
+        except json.JSONDecodeError:
+            found = {}
+        if found.get("rvs_model") != self.model or found.get("dim") != self.dim:
+            raise IndexModelMismatch(
+                f"collection {self.collection!r} holds vectors of model {found.get('rvs_model')!r} "
+                f"(dim {found.get('dim')}), not {self.model!r} (dim {self.dim}); vectors of different "
+                f"models cannot be compared. Use another RVS_COLLECTION or the collection's model."
+            )
+
+    def _create(self) -> None:
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description=self._identity())
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=160)
+        schema.add_field("media_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("uri", DataType.VARCHAR, max_length=4096)
+        schema.add_field("kind", DataType.INT8)
+        schema.add_field("time_ms", DataType.INT64)
+        schema.add_field("face_index", DataType.INT16)
+        for name in ("x1", "y1", "x2", "y2", "det_score"):
+            schema.add_field(name, DataType.FLOAT)
+        schema.add_field("source", DataType.VARCHAR, max_length=2048)
+        schema.add_field("ingested_at_ms", DataType.INT64)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(
+            field_name="embedding", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200}
+        )
+        # Strong consistency: a face is searchable as soon as its upsert returns, no flush needed.
+        self.client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        log.info("created collection %s for model %s (dim %d)", self.collection, self.model, self.dim)
+
+    def upsert(self, rows: Sequence[FaceRow]) -> None:
+        if not rows:
+            return
+        data = [
+            {
+                "id": r.key,
+                "media_id": r.media_id,
+                "uri": r.uri[:4096],
+                "kind": int(r.kind),
+                "time_ms": int(r.time_ms),
+                "face_index": int(r.face_index),
+                "x1": r.box[0],
+                "y1": r.box[1],
+                "x2": r.box[2],
+                "y2": r.box[3],
+                "det_score": float(r.det_score),
+                "source": r.source[:2048],
+                "ingested_at_ms": int(r.ingested_at_ms),
+                "embedding": r.vector.astype(np.float32).tolist(),
+            }
+            for r in rows
+        ]
+        try:
+            self.client.upsert(self.collection, data)
+        except MilvusException as exc:
+            raise StoreUnavailable(f"upsert of {len(rows)} faces failed: {exc}") from exc
+
+    def search(
+        self, vector: np.ndarray, min_score: float, limit: int, where: SearchFilter | None = None
+    ) -> list[FaceHit]:
+        """Faces with cosine similarity above `min_score`, best first, at most `limit`."""
+        limit = max(1, min(limit, MAX_SEARCH_LIMIT))
+        params: dict[str, object] = {"ef": max(64, min(limit, 2048))}
+        if min_score > -1.0:
+            params["radius"] = float(min_score)  # range search: only similarities above the threshold
+        try:
+            results = self.client.search(
+                self.collection,
+                data=[vector.astype(np.float32).tolist()],
+                limit=limit,
+                filter=(where.expression() if where else ""),
+                output_fields=_OUTPUT_FIELDS,
+                search_params={"metric_type": "COSINE", "params": params},
+            )
+        except MilvusException as exc:
+            raise StoreUnavailable(f"search failed: {exc}") from exc
+        hits = []
+        for hit in results[0]:
+            e = hit["entity"]
+            score = float(hit["distance"])
+            if score < min_score:
+                continue
+            hits.append(
+                FaceHit(
+                    key=str(hit["id"]),
+                    media_id=e["media_id"],
+                    uri=e["uri"],
+                    kind=int(e["kind"]),
+                    time_ms=int(e["time_ms"]),
+                    box=(e["x1"], e["y1"], e["x2"], e["y2"]),
+                    det_score=float(e["det_score"]),
+                    source=e["source"],
+                    score=min(score, 1.0),
+                )
+            )
+        return hits
+
+    def delete_media(self, media_id: str) -> int:
+        try:
+            result = self.client.delete(self.collection, filter=f"media_id == {_quote(media_id)}")
+        except MilvusException as exc:
+            raise StoreUnavailable(f"delete of {media_id} failed: {exc}") from exc
+        return int(result.get("delete_count", 0)) if isinstance(result, dict) else len(result)
+
+    def count(self, media_id: str | None = None) -> int:
+        expr = f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""'
+        try:
+            rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
+        except MilvusException as exc:
+            raise StoreUnavailable(f"count failed: {exc}") from exc
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def keys(self, media_id: str) -> list[str]:
+        """Primary keys of one media's faces (for tests and audits)."""
+        rows = self.client.query(self.collection, filter=f"media_id == {_quote(media_id)}", output_fields=["id"])
+        return sorted(r["id"] for r in rows)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+KIND_BY_FILTER = {pb.KIND_FILTER_ALL: 0, pb.KIND_FILTER_IMAGES: pb.MEDIA_KIND_IMAGE, pb.KIND_FILTER_VIDEOS: pb.MEDIA_KIND_VIDEO}

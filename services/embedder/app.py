@@ -1,0 +1,152 @@
+"""EmbedderService: the loop only orchestrates poll -> detect+embed -> upsert -> report -> commit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from rvs.bus import EventPublisher, FrameConsumer
+from rvs.embedder.config import EmbedderSettings
+from rvs.embedder.metrics import EmbedderMetrics
+from rvs.faces.pipeline import FacePipeline
+from rvs.logs import media_log
+from rvs.media.errors import MediaError
+from rvs.media.frames import decode_frame
+from rvs.store.faces import FaceRow, FaceStore, StoreUnavailable
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class EmbedderService:
+    def __init__(
+        self,
+        settings: EmbedderSettings,
+        frames: FrameConsumer,
+        events: EventPublisher,
+        pipeline: FacePipeline,
+        store: FaceStore,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.frames = frames
+        self.events = events
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = EmbedderMetrics(registry)
+        self._stopping = threading.Event()
+        self._draining = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="embedder", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_s: float = 30.0) -> None:
+        """Process what the bus still holds (up to `drain_s`), commit it, then stop polling.
+
+        Frames not processed by then are not committed: they are processed again after a restart."""
+        self._draining.set()
+        if self._thread is None:
+            return
+        self._thread.join(drain_s)
+        if self._thread.is_alive():
+            log.warning("drain did not finish in %.0fs; stopping after the current batch", drain_s)
+            self._stopping.set()
+            self._thread.join(60)
+
+    def _loop(self) -> None:
+        wait_s = self.settings.max_wait_ms / 1000
+        while not self._stopping.is_set():
+            try:
+                batch = self.frames.poll(self.settings.batch_size, wait_s)
+                if not batch:
+                    if self._draining.is_set():
+                        return
+                    continue
+                if self.process(batch):
+                    self.frames.commit()
+            except Exception:  # the loop must survive anything one batch does
+                log.exception("embedder batch failed")
+                self._stopping.wait(1.0)
+
+    def process(self, batch: list[pb.Frame]) -> bool:
+        """Embed and index one batch. False if stopped before the faces were written."""
+        self.metrics.frames_consumed.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        frames, images = [], []
+        bad: list[pb.Frame] = []
+        for frame in batch:
+            try:
+                images.append(decode_frame(frame))
+                frames.append(frame)
+            except MediaError as exc:
+                log.warning("skipping frame: %s", exc.detail, extra=media_log(frame.media_id))
+                self.metrics.frames_failed.labels(exc.reason).inc()
+                bad.append(frame)
+        rows: list[FaceRow] = []
+        per_media: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        if images:
+            t0 = time.perf_counter()
+            detections = self.pipeline.detector.detect(images)
+            t1 = time.perf_counter()
+            vectors = self.pipeline.encoder.encode(images, detections)
+            t2 = time.perf_counter()
+            self.metrics.detect_seconds.observe(t1 - t0)
+            self.metrics.embed_seconds.observe(t2 - t1)
+            for frame, dets, vecs in zip(frames, detections, vectors, strict=True):
+                scale = frame.scale or 1.0
+                for i, (det, vec) in enumerate(zip(dets, vecs, strict=True)):
+                    rows.append(
+                        FaceRow(
+                            media_id=frame.media_id,
+                            uri=frame.uri,
+                            kind=frame.kind,
+                            time_ms=frame.time_ms,
+                            face_index=i,
+                            box=tuple(v * scale for v in det.box),  # type: ignore[arg-type]
+                            det_score=det.score,
+                            source=frame.source,
+                            ingested_at_ms=frame.ingested_at_ms,
+                            vector=np.asarray(vec),
+                        )
+                    )
+                per_media[frame.media_id].append((frame.sample_index, len(dets)))
+        for frame in bad:
+            per_media[frame.media_id].append((frame.sample_index, 0))
+        if not self._upsert(rows):
+            return False
+        for media_id, done in per_media.items():
+            self.events.publish(
+                pb.MediaEvent(
+                    media_id=media_id,
+                    at_ms=int(time.time() * 1000),
+                    embedded=pb.FramesEmbedded(
+                        sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]
+                    ),
+                )
+            )
+        self.metrics.frames_embedded.inc(len(frames))
+        self.metrics.faces_detected.inc(len(rows))
+        return True
+
+    def _upsert(self, rows: list[FaceRow]) -> bool:
+        """Write with exponential back-off while Milvus is unavailable; False if stopped meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                t0 = time.perf_counter()
+                self.store.upsert(rows)
+                self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
+                return True
+            except StoreUnavailable as exc:
+                self.metrics.upsert_errors.inc()
+                log.warning("Milvus unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, self.settings.retry_max_s)

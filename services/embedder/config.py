@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from rvs.config import ModelSettings, StoreSettings
+
+
+class EmbedderSettings(ModelSettings, StoreSettings):
+    batch_size: int = Field(16, ge=1, le=1024)
+    """Frames per batch through detection and embedding."""
+    max_wait_ms: int = Field(200, ge=0)
+    """How long to wait for a batch to fill before processing what has arrived."""
+    retry_max_s: float = Field(30.0, gt=0)
+    """Longest pause between retries while Milvus is unavailable."""

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from rvs.config import ModelSettings, StoreSettings
+
+
+class QuerySettings(ModelSettings, StoreSettings):
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds to (0.0.0.0 in containers)."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port."""
+    max_message_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    """Largest request accepted (the query image travels inside it)."""
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    """Query images with more pixels than this are refused before decoding."""
+    default_top_k: int = Field(20, ge=1)
+    """Photos and videos returned when a request leaves top_k at 0."""
+    max_top_k: int = Field(1000, ge=1)
+    """Largest top_k a request may ask for."""
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    """Default similarity threshold; unset uses the model's recommended value."""
+    search_candidates: int = Field(4096, ge=1, le=16384)
+    """Faces fetched from Milvus per search before grouping into photos and video segments."""
+    segment_max_gap_ms: int = Field(1500, ge=0)
+    """Matching samples closer than this are merged into one video segment."""
+    workers: int = Field(8, ge=1)
+    """Threads serving RPCs."""
+    max_concurrent_rpcs: int = Field(64, ge=1)
+    """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED."""

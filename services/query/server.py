@@ -1,0 +1,170 @@
+"""gRPC servicer and server: health checking and reflection on, errors as documented status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from rvs.catalog import Catalog
+from rvs.media.errors import MediaError, TooLarge
+from rvs.query.config import QuerySettings
+from rvs.query.metrics import QueryMetrics
+from rvs.query.search import FaceIndexOutOfRange, InvalidQuery, NoFace, SearchEngine
+from rvs.store.faces import StoreUnavailable
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
+ERROR_DOMAIN = "rvs.v1"
+
+T = TypeVar("T")
+
+
+def abort(context: grpc.ServicerContext, code: int, reason: str, message: str) -> None:
+    """Abort with a google.rpc.Status carrying ErrorInfo(reason), so clients can branch on reason."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info])))
+
+
+def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def wrap(handler: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(handler)
+        def run(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> T:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return handler(self, request, context)
+            except Exception:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # set by abort(); else a bug
+                raise
+            finally:
+                self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+                self.metrics.rpcs.labels(method, code.name).inc()
+
+        return run
+
+    return wrap
+
+
+class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
+    def __init__(self, engine: SearchEngine, catalog: Catalog | None, metrics: QueryMetrics) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.metrics = metrics
+
+    @_instrumented("Search")
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:  # noqa: N802
+        if not request.image:
+            abort(context, code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", "request.image is empty: send the photo's bytes")
+        try:
+            response = self.engine.search(request)
+        except TooLarge as exc:
+            abort(context, code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail)
+        except MediaError as exc:
+            abort(context, code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}")
+        except InvalidQuery as exc:
+            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc))
+        except NoFace as exc:
+            abort(context, code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc))
+        except FaceIndexOutOfRange as exc:
+            abort(context, code_pb2.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE", str(exc))
+        except StoreUnavailable as exc:
+            abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", f"the face index is unavailable: {exc}")
+        except Exception:
+            log.exception("Search failed")
+            abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
+        self.metrics.search_hits.observe(
+            len(response.images) + sum(len(v.segments) for v in response.videos)
+        )
+        return response
+
+    def _need_catalog(self, context: grpc.ServicerContext) -> Catalog:
+        if self.catalog is None:
+            abort(context, code_pb2.UNIMPLEMENTED, "NO_CATALOG", "this query service has no media catalog")
+        assert self.catalog is not None
+        return self.catalog
+
+    @_instrumented("ListMedia")
+    def ListMedia(self, request: pb.ListMediaRequest, context: grpc.ServicerContext) -> pb.ListMediaResponse:  # noqa: N802
+        catalog = self._need_catalog(context)
+        size = min(request.page_size or 100, 1000)
+        try:
+            offset = int(request.page_token or "0")
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token is not one this server gave")
+        media = catalog.list(state=request.state, offset=offset, limit=size + 1)
+        next_token = str(offset + size) if len(media) > size else ""
+        return pb.ListMediaResponse(media=media[:size], next_page_token=next_token)
+
+    @_instrumented("GetMedia")
+    def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:  # noqa: N802
+        media = self._need_catalog(context).get(request.media_id)
+        if media is None:
+            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+        assert media is not None
+        return media
+
+    @_instrumented("DeleteMedia")
+    def DeleteMedia(self, request: pb.DeleteMediaRequest, context: grpc.ServicerContext) -> pb.DeleteMediaResponse:  # noqa: N802
+        if not request.media_id:
+            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", "media_id is required")
+        known = self.catalog.get(request.media_id) if self.catalog else None
+        try:
+            removed = self.engine.store.delete_media(request.media_id)
+        except StoreUnavailable as exc:
+            abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+        if known is None and not removed:
+            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+        if self.catalog is not None and known is not None:
+            self.catalog.apply(pb.MediaEvent(media_id=request.media_id, removed=pb.MediaRemoved()))
+        return pb.DeleteMediaResponse(faces_removed=removed)
+
+
+class QueryServer:
+    """The gRPC server with the Search API, health checking and reflection."""
+
+    def __init__(self, settings: QuerySettings, servicer: SearchServicer) -> None:
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        rvs_pb2_grpc.add_SearchServiceServicer_to_server(servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
+        self.set_serving(False)
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(SERVICE_NAME, status)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.set_serving(False)
+        self.server.stop(grace_s).wait()

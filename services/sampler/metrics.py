@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class SamplerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.media_discovered = Counter(
+            "rvs_media_discovered", "Media items found in a source.", ["kind"], registry=registry
+        )
+        self.media_sampled = Counter(
+            "rvs_media_sampled", "Media items whose every frame was published.", ["kind"], registry=registry
+        )
+        self.media_failed = Counter(
+            "rvs_media_failed", "Media items that could not be ingested.", ["reason"], registry=registry
+        )
+        self.frames_published = Counter(
+            "rvs_frames_published", "Frames published to the bus.", registry=registry
+        )
+        self.frame_bytes = Histogram(
+            "rvs_frame_payload_bytes",
+            "Size of published frame payloads.",
+            buckets=(16e3, 32e3, 64e3, 128e3, 256e3, 512e3, 1e6, 2e6),
+            registry=registry,
+        )
+        self.sampling_ratio = Histogram(
+            "rvs_sampling_seconds_per_video_second",
+            "Wall seconds spent sampling one second of video.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )

@@ -1,0 +1,150 @@
+"""Turns one media item into frames on the bus and progress events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rvs.bus import EventPublisher, FramePublisher
+from rvs.logs import media_log
+from rvs.media.errors import DecodeError, MediaError
+from rvs.media.frames import encode_jpeg, fit_within
+from rvs.media.images import decode_image
+from rvs.media.video import VideoSampler
+from rvs.sampler.config import SamplerSettings
+from rvs.sampler.metrics import SamplerMetrics
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class MediaJob:
+    media_id: str
+    path: Path
+    uri: str
+    kind: int
+    source: str
+    discovered_at_ms: int
+
+
+class Interrupted(Exception):
+    """Sampling stopped because the service is shutting down; the media is resumed at restart."""
+
+
+class MediaSampler:
+    def __init__(
+        self,
+        settings: SamplerSettings,
+        frames: FramePublisher,
+        events: EventPublisher,
+        metrics: SamplerMetrics,
+        stopping: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.frames = frames
+        self.events = events
+        self.metrics = metrics
+        self.stopping = stopping
+
+    def _event(self, media_id: str, **kwargs: object) -> None:
+        self.events.publish(pb.MediaEvent(media_id=media_id, at_ms=now_ms(), **kwargs))  # type: ignore[arg-type]
+
+    def _frame(self, job: MediaJob, index: int, time_ms: int, rgb: np.ndarray, scale: float) -> None:
+        if self.stopping.is_set():
+            raise Interrupted
+        data = encode_jpeg(rgb, self.settings.jpeg_quality)
+        self.frames.publish(
+            pb.Frame(
+                media_id=job.media_id,
+                uri=job.uri,
+                kind=job.kind,  # type: ignore[arg-type]
+                sample_index=index,
+                time_ms=time_ms,
+                image=data,
+                encoding=pb.FRAME_ENCODING_JPEG,
+                width=rgb.shape[1],
+                height=rgb.shape[0],
+                scale=scale,
+                source=job.source,
+                ingested_at_ms=job.discovered_at_ms,
+            )
+        )
+        self.metrics.frames_published.inc()
+        self.metrics.frame_bytes.observe(len(data))
+
+    def run(self, job: MediaJob) -> bool:
+        """Sample one media item. True when every frame was published (or it failed for good);
+        False when interrupted by shutdown."""
+        extra = media_log(job.media_id)
+        kind_label = "image" if job.kind == pb.MEDIA_KIND_IMAGE else "video"
+        started = time.monotonic()
+        try:
+            if job.kind == pb.MEDIA_KIND_IMAGE:
+                self._event(job.media_id, sampling_started=pb.SamplingStarted())
+                count, duration_ms, (width, height) = 1, 0, self._sample_image(job)
+            else:
+                count, duration_ms, (width, height) = self._sample_video(job)
+            self.frames.flush()
+        except Interrupted:
+            log.info("sampling of %s interrupted by shutdown; it resumes at the next start", job.uri, extra=extra)
+            return False
+        except MediaError as exc:
+            self._fail(job, exc.reason, exc.detail)
+            return True
+        except Exception as exc:  # one bad file must never stop the sampler
+            log.exception("unexpected error sampling %s", job.uri, extra=extra)
+            self._fail(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
+            return True
+        self._event(
+            job.media_id,
+            sampled=pb.MediaSampled(frame_count=count, duration_ms=duration_ms, width=width, height=height),
+        )
+        elapsed = time.monotonic() - started
+        self.metrics.media_sampled.labels(kind_label).inc()
+        if duration_ms:
+            self.metrics.sampling_ratio.observe(elapsed / (duration_ms / 1000))
+        log.info("sampled %s: %d frames in %.2fs", job.uri, count, elapsed, extra=extra)
+        return True
+
+    def _fail(self, job: MediaJob, reason: str, detail: str) -> None:
+        log.warning("cannot ingest %s: %s (%s)", job.uri, detail, reason, extra=media_log(job.media_id))
+        self.metrics.media_failed.labels(reason).inc()
+        self._event(job.media_id, failed=pb.MediaFailed(reason=reason, detail=detail))
+
+    def _sample_image(self, job: MediaJob) -> tuple[int, int]:
+        with open(job.path, "rb") as f:
+            rgb = decode_image(f.read(), max_pixels=self.settings.max_image_pixels)
+        height, width = rgb.shape[:2]
+        w, h = fit_within(width, height, self.settings.frame_max_side)
+        scale = 1.0
+        if (w, h) != (width, height):
+            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+            scale = width / w
+        self._frame(job, 0, 0, rgb, scale)
+        return width, height
+
+    def _sample_video(self, job: MediaJob) -> tuple[int, int, tuple[int, int]]:
+        with VideoSampler(job.path, fps=self.settings.fps, max_side=self.settings.frame_max_side) as video:
+            info = video.info
+            self._event(job.media_id, sampling_started=pb.SamplingStarted(duration_ms=info.duration_ms))
+            count = 0
+            last_ms = 0
+            for sample in video:
+                self._frame(job, sample.index, sample.time_ms, sample.rgb, sample.scale)
+                count += 1
+                last_ms = sample.time_ms
+            if count == 0:
+                raise DecodeError("no decodable video frame in the file")
+            size = (info.width, info.height)
+            return count, max(info.duration_ms, last_ms), size

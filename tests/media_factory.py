@@ -1,0 +1,87 @@
+"""Builds test clips from real photos: faces pasted onto a real background at known times."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+RGB = np.ndarray
+
+
+@dataclass(frozen=True)
+class Appearance:
+    photo: Path
+    start_s: float
+    end_s: float
+    x: int = 40  # where the photo's top-left corner goes
+    y: int = 40
+
+
+def load_rgb(path: Path, size: tuple[int, int] | None = None) -> RGB:
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if size:
+            img = img.resize(size, Image.BILINEAR)
+        return np.asarray(img)
+
+
+def scene(background: RGB, appearances: Sequence[Appearance], photos: dict[Path, RGB]) -> Callable[[float], RGB]:
+    """Frame at time t: the background with every photo that appears at t pasted on it."""
+
+    def frame(t: float) -> RGB:
+        out = background.copy()
+        for a in appearances:
+            if a.start_s <= t < a.end_s:
+                p = photos[a.photo]
+                out[a.y : a.y + p.shape[0], a.x : a.x + p.shape[1]] = p
+        return out
+
+    return frame
+
+
+def write_video(
+    path: Path,
+    frame_at: Callable[[float], RGB],
+    times: Sequence[float],
+    codec: str = "libx264",
+    gop: int | None = None,
+    rate: int = 25,
+    rotation: int = 0,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode frames at the given presentation times (seconds); irregular times give a VFR file."""
+    first = frame_at(times[0])
+    height, width = first.shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, options=options or {})
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if gop:
+            stream.codec_context.gop_size = gop
+            if codec == "libx264":
+                stream.codec_context.options = {
+                    **(options or {}), "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"
+                }
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(frame_at(t), format="rgb24")
+            frame.pts = round(t * 1000)
+            frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def cfr_times(duration_s: float, fps: float) -> list[float]:
+    return [i / fps for i in range(round(duration_s * fps))]

@@ -1,0 +1,69 @@
+"""FaceStore against a real Milvus server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rvs.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter
+from rvs.v1 import rvs_pb2 as pb
+
+DIM = 16
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def row(media: str, t: int, face: int, vec: np.ndarray, kind: int = pb.MEDIA_KIND_VIDEO, source: str = "/a") -> FaceRow:
+    return FaceRow(media, f"{source}/{media}", kind, t, face, (1.0, 2.0, 3.0, 4.0), 0.99, source, 1000 + t, vec)
+
+
+@pytest.fixture
+def store(milvus_uri: str, collection_name: str):  # type: ignore[no-untyped-def]
+    s = FaceStore(milvus_uri, collection_name, "test-model", DIM)
+    s.open()
+    yield s
+    s.client.drop_collection(collection_name)
+    s.close()
+
+
+def test_upsert_is_idempotent_and_searchable_at_once(store: FaceStore) -> None:
+    rows = [row("m1", t, 0, unit(t)) for t in range(5)]
+    store.upsert(rows)
+    store.upsert(rows)  # a replay
+    assert store.count() == 5
+    assert store.keys("m1") == sorted(r.key for r in rows)
+    hits = store.search(unit(3), min_score=0.99, limit=10)
+    assert [(h.media_id, h.time_ms) for h in hits] == [("m1", 3)]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_threshold_and_filters(store: FaceStore) -> None:
+    q = unit(0)
+    near = q + 0.1 * unit(99)
+    near /= np.linalg.norm(near)
+    store.upsert([
+        row("img", 0, 0, near, kind=pb.MEDIA_KIND_IMAGE, source="/photos"),
+        row("vid", 0, 0, near, source="/videos"),
+        row("vid", 1000, 0, unit(7), source="/videos"),
+    ])
+    assert {h.media_id for h in store.search(q, 0.9, 100)} == {"img", "vid"}
+    assert all(h.score >= 0.9 for h in store.search(q, 0.9, 100))
+    only_images = store.search(q, 0.9, 100, SearchFilter(kind=pb.MEDIA_KIND_IMAGE))
+    assert [h.media_id for h in only_images] == ["img"]
+    assert [h.media_id for h in store.search(q, 0.9, 100, SearchFilter(source_prefix="/vid"))] == ["vid"]
+    assert store.search(q, 0.9, 100, SearchFilter(ingested_after_ms=5000)) == []
+
+
+def test_delete_media(store: FaceStore) -> None:
+    store.upsert([row("a", t, 0, unit(t)) for t in range(3)] + [row("b", 0, 0, unit(9))])
+    assert store.delete_media("a") == 3
+    assert store.count() == 1 and store.count("a") == 0
+
+
+def test_other_model_is_refused(store: FaceStore, milvus_uri: str, collection_name: str) -> None:
+    other = FaceStore(milvus_uri, collection_name, "another-model", DIM)
+    with pytest.raises(IndexModelMismatch, match="test-model"):
+        other.open()
