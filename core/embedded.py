@@ -71,6 +71,7 @@ class EmbeddedApp:
         self.embedder: EmbedderService | None = None
         self.query: QueryService | None = None
         self._progress_stop = threading.Event()
+        self._stopped = False
 
     def start(self) -> None:
         s = self.settings
@@ -131,6 +132,9 @@ class EmbeddedApp:
 
     def stop(self) -> None:
         """Stop taking work, drain what is in flight, then close everything in order."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("stopping: draining in-flight work")
         self._progress_stop.set()
         if self.query:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class FacenetEncoder(FaceEncoder):
                 # The published files also hold a classifier head that embedding does not use.
                 state = {k: v for k, v in state.items() if not k.startswith("logits.")}
                 model.load_state_dict(state)
-            except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+            except (OSError, RuntimeError, KeyError, AttributeError, pickle.UnpicklingError) as exc:
                 raise ModelUnavailable(
                     f"cannot load {self.name} weights from {self.weights_path}: {exc}"
                 ) from exc

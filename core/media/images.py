@@ -30,7 +30,6 @@ def decode_image(data: bytes | io.BufferedIOBase, max_pixels: int = DEFAULT_MAX_
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
                     )
-                img.draft("RGB", (width, height))  # lets JPEG skip work it does not need
                 upright = ImageOps.exif_transpose(img)
                 rgb = upright.convert("RGB")
                 return np.asarray(rgb)

@@ -1,0 +1,278 @@
+"""End to end in embedded mode with the real offline model (dlib ResNet) and a real Milvus:
+clips built from real photos at known times are dropped into a watched folder; Search over gRPC
+with *different* photos of each person must return the right photos, videos and time ranges."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import free_port, lfw, shared
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
+from prometheus_client.parser import text_string_to_metric_families
+
+from rvs.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.embedder.config import EmbedderSettings
+from rvs.query.config import QuerySettings
+from rvs.sampler.config import SamplerSettings
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+pytestmark = pytest.mark.e2e
+
+BUSH, BLAIR, POWELL = "George_W_Bush", "Tony_Blair", "Colin_Powell"
+RUMSFELD, SCHROEDER = "Donald_Rumsfeld", "Gerhard_Schroeder"
+STRANGERS = [("Vladimir_Putin", 1), ("Serena_Williams", 1), ("Hugo_Chavez", 1), ("Jacques_Chirac", 1)]
+
+
+def build_corpus(watch: Path) -> None:
+    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (640, 360))
+    photos = {p: load_rgb(p) for p in (lfw(BUSH, 1), lfw(BLAIR, 1), lfw(POWELL, 1), lfw(BUSH, 3))}
+    clip_a = [Appearance(lfw(BUSH, 1), 1, 4), Appearance(lfw(BLAIR, 1), 7, 10, x=300, y=60)]
+    write_video(watch / "clip_a.mp4", scene(background, clip_a, photos), cfr_times(12, 25), gop=25)
+    clip_b = [Appearance(lfw(POWELL, 1), 2, 6), Appearance(lfw(BUSH, 3), 2, 6, x=360, y=80)]
+    (watch / "nested" / "deeper").mkdir(parents=True)
+    write_video(watch / "nested" / "deeper" / "clip_b.mp4", scene(background, clip_b, photos),
+                cfr_times(10, 30), rate=30, gop=300)
+    write_video(watch / "no_faces.mp4", scene(background, [], photos), cfr_times(6, 25), gop=50)
+    shutil.copy(lfw(RUMSFELD, 1), watch / "rumsfeld.jpg")
+    shutil.copy(lfw(SCHROEDER, 1), watch / "schroeder.jpg")
+    (watch / "broken.mp4").write_text("not a video")
+
+
+def settings(watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str) -> EmbeddedSettings:
+    common = dict(data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection,
+                  metrics_port=metrics_port)
+    return EmbeddedSettings(
+        sampler=SamplerSettings(watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data,
+                                metrics_port=metrics_port),
+        embedder=EmbedderSettings(**common, batch_size=8),  # type: ignore[arg-type]
+        query=QuerySettings(**common, port=port),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Running:
+    app: EmbeddedApp
+    stub: rvs_pb2_grpc.SearchServiceStub
+    channel: grpc.Channel
+    metrics_url: str
+    watch: Path
+
+
+def wait_done(stub: rvs_pb2_grpc.SearchServiceStub, expected: int, timeout_s: float = 300) -> list[pb.Media]:
+    deadline = time.monotonic() + timeout_s
+    media: list[pb.Media] = []
+    while time.monotonic() < deadline:
+        media = list(stub.ListMedia(pb.ListMediaRequest()).media)
+        finished = [m for m in media if m.state in (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED)]
+        if len(media) >= expected and len(finished) == len(media):
+            return media
+        time.sleep(0.5)
+    raise AssertionError(f"ingest did not finish: {media}")
+
+
+def start(s: EmbeddedSettings, watch: Path) -> Running:
+    app = EmbeddedApp(s)
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.query.port}")  # type: ignore[union-attr]
+    return Running(app, rvs_pb2_grpc.SearchServiceStub(channel), channel,
+                   f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[tuple[EmbeddedSettings, Path]]:
+    watch = tmp_path_factory.mktemp("watch")
+    data = tmp_path_factory.mktemp("data")
+    build_corpus(watch)
+    yield settings(watch, data, free_port(), free_port(), milvus_uri, f"e2e_{int(time.time())}"), watch
+
+
+@pytest.fixture(scope="module")
+def running(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
+    s, watch = env
+    r = start(s, watch)
+    wait_done(r.stub, expected=6)
+    yield r
+    r.channel.close()
+    r.app.stop()
+
+
+def search(stub: rvs_pb2_grpc.SearchServiceStub, photo: Path, **kw: object) -> pb.SearchResponse:
+    return stub.Search(pb.SearchRequest(image=photo.read_bytes(), **kw), timeout=60)  # type: ignore[arg-type]
+
+
+def segments(resp: pb.SearchResponse) -> dict[str, list[tuple[int, int]]]:
+    return {Path(v.uri).name: [(s.start_ms, s.end_ms) for s in v.segments] for v in resp.videos}
+
+
+def near(actual: list[tuple[int, int]], expected: list[tuple[int, int]], tol_ms: int = 1000) -> bool:
+    return len(actual) == len(expected) and all(
+        abs(a0 - e0) <= tol_ms and abs(a1 - e1) <= tol_ms for (a0, a1), (e0, e1) in zip(actual, expected, strict=True)
+    )
+
+
+def test_ingest_status_is_exact(running: Running) -> None:
+    media = {Path(m.uri).name: m for m in running.stub.ListMedia(pb.ListMediaRequest()).media}
+    assert set(media) == {"clip_a.mp4", "clip_b.mp4", "no_faces.mp4", "rumsfeld.jpg", "schroeder.jpg", "broken.mp4"}
+    a = media["clip_a.mp4"]
+    assert (a.state, a.frames_sampled, a.frames_embedded, a.sampling_complete) == (pb.MEDIA_STATE_DONE, 12, 12, True)
+    # Bush at 1, 2, 3 s; Blair at 7, 8, 9 s, and the man beside him in that photo.
+    assert a.faces_found == 9
+    assert media["clip_b.mp4"].faces_found >= 8  # Powell and Bush at 2, 3, 4, 5 s
+    store = running.app.store
+    assert store is not None
+    for m in media.values():  # the status agrees with the index exactly
+        assert m.faces_found == store.count(m.media_id), m.uri
+    assert media["no_faces.mp4"].state == pb.MEDIA_STATE_DONE and media["no_faces.mp4"].faces_found == 0
+    assert media["rumsfeld.jpg"].kind == pb.MEDIA_KIND_IMAGE and media["rumsfeld.jpg"].faces_found == 1
+    broken = media["broken.mp4"]
+    assert broken.state == pb.MEDIA_STATE_FAILED and broken.error_reason == "DECODE_ERROR" and broken.error_detail
+    got = running.stub.GetMedia(pb.GetMediaRequest(media_id=a.media_id))
+    assert got == a
+
+
+def test_person_found_in_videos_with_time_ranges(running: Running) -> None:
+    resp = search(running.stub, lfw(BUSH, 10))
+    segs = segments(resp)
+    assert set(segs) == {"clip_a.mp4", "clip_b.mp4"}
+    assert near(segs["clip_a.mp4"], [(1000, 4000)])
+    assert near(segs["clip_b.mp4"], [(2000, 6000)])
+    assert resp.images == []
+    best = resp.videos[0].segments[0]
+    assert best.best_box.x2 > best.best_box.x1 and best.best_score >= resp.min_score
+
+    segs = segments(search(running.stub, lfw(BLAIR, 10)))
+    assert set(segs) == {"clip_a.mp4"} and near(segs["clip_a.mp4"], [(7000, 10000)])
+
+    segs = segments(search(running.stub, lfw(POWELL, 10)))
+    assert set(segs) == {"clip_b.mp4"} and near(segs["clip_b.mp4"], [(2000, 6000)])
+
+
+def test_person_found_in_photos(running: Running) -> None:
+    resp = search(running.stub, lfw(RUMSFELD, 5))
+    assert [Path(i.uri).name for i in resp.images] == ["rumsfeld.jpg"]
+    assert resp.videos == []
+    assert search(running.stub, lfw(RUMSFELD, 5), kinds=pb.KIND_FILTER_VIDEOS).images == []
+
+
+@pytest.mark.parametrize(("person", "n"), STRANGERS)
+def test_people_not_in_the_index_are_not_matched(running: Running, person: str, n: int) -> None:
+    resp = search(running.stub, lfw(person, n))
+    assert (list(resp.images), list(resp.videos)) == ([], []), f"{person} matched {resp}"
+
+
+def _reason(exc: grpc.RpcError) -> str:
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    return info.reason
+
+
+def test_query_errors_have_documented_codes(running: Running) -> None:
+    no_face = shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg")
+    cases = [
+        (no_face.read_bytes(), {}, grpc.StatusCode.FAILED_PRECONDITION, "NO_FACE"),
+        (b"\x89PNG garbage", {}, grpc.StatusCode.INVALID_ARGUMENT, "DECODE_ERROR"),
+        (b"", {}, grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_IMAGE"),
+        (lfw(BUSH, 10).read_bytes(), {"top_k": 10**6}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARAMETER"),
+        (lfw(BUSH, 10).read_bytes(), {"min_score": 3.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARAMETER"),
+        (lfw(BUSH, 10).read_bytes(), {"face_index": 5}, grpc.StatusCode.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE"),
+    ]
+    for image, kw, code, reason in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            running.stub.Search(pb.SearchRequest(image=image, **kw), timeout=30)  # type: ignore[arg-type]
+        assert info.value.code() == code, (reason, info.value.details())
+        assert _reason(info.value) == reason
+        assert info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        running.stub.GetMedia(pb.GetMediaRequest(media_id="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_several_query_faces_can_be_chosen(running: Running, tmp_path: Path) -> None:
+    from PIL import Image
+
+    def face_only(path: Path, size: int) -> Image.Image:
+        # LFW photos often show a second person at the edge: keep the centred face only.
+        return Image.open(path).crop((60, 40, 190, 200)).resize((size, size * 160 // 130))
+
+    canvas = Image.new("RGB", (600, 300), (90, 90, 90))
+    canvas.paste(face_only(lfw(BLAIR, 10), 110), (20, 60))  # smaller face
+    canvas.paste(face_only(lfw(POWELL, 10), 180), (320, 20))  # larger face
+    photo = tmp_path / "two.jpg"
+    canvas.save(photo)
+    default = search(running.stub, photo)
+    assert len(default.query_faces) == 2 and default.used_face_index == 0
+    assert set(segments(default)) == {"clip_b.mp4"}  # the largest face: Powell
+    chosen = search(running.stub, photo, face_index=1)
+    assert set(segments(chosen)) == {"clip_a.mp4"}  # Blair
+
+
+def test_health_reflection_and_metrics(running: Running) -> None:
+    health = health_pb2_grpc.HealthStub(running.channel)
+    assert health.Check(health_pb2.HealthCheckRequest(service="rvs.v1.SearchService")).status == \
+        health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(running.channel)
+    reply = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    services = {s.name for s in reply.list_services_response.service}
+    assert {"rvs.v1.SearchService", "grpc.health.v1.Health"} <= services
+    text = urllib.request.urlopen(running.metrics_url, timeout=10).read().decode()
+    values = {s.name + str(sorted(s.labels.items())): s.value
+              for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values["rvs_frames_embedded_total[]"] >= 12 + 10 + 6 + 2
+    assert values["rvs_faces_detected_total[]"] >= 9 + 8 + 2
+    assert values["rvs_index_faces[]"] >= 19
+    assert values["rvs_media_failed_total[('reason', 'DECODE_ERROR')]"] == 1
+    assert values["rvs_index_media[('state', 'done')]"] == 5
+    assert any(k.startswith("rvs_rpcs_total") and "Search" in k for k in values)
+
+
+def test_duplicate_content_is_not_indexed_twice(running: Running) -> None:
+    shutil.copy(lfw(RUMSFELD, 1), running.watch / "rumsfeld-copy.jpg")
+    time.sleep(2)
+    names = [Path(m.uri).name for m in running.stub.ListMedia(pb.ListMediaRequest()).media]
+    assert "rumsfeld-copy.jpg" not in names and len(names) == 6
+    assert len(search(running.stub, lfw(RUMSFELD, 5)).images) == 1
+
+
+def test_zz_restart_reingests_nothing_and_answers_the_same(running: Running, env: tuple[EmbeddedSettings, Path]) -> None:
+    before = {p: segments(search(running.stub, lfw(p, 10))) for p in (BUSH, BLAIR)}
+    listing = {m.media_id: m for m in running.stub.ListMedia(pb.ListMediaRequest()).media}
+    running.channel.close()
+    running.app.stop()
+
+    s, watch = env
+    again = start(s, watch)
+    try:
+        time.sleep(3)  # several scans
+        after = {m.media_id: m for m in again.stub.ListMedia(pb.ListMediaRequest()).media}
+        assert {k: (m.state, m.frames_embedded, m.faces_found) for k, m in after.items()} == \
+            {k: (m.state, m.frames_embedded, m.faces_found) for k, m in listing.items()}
+        text = urllib.request.urlopen(again.metrics_url, timeout=10).read().decode()
+        discovered = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                         if s.name == "rvs_media_discovered_total")
+        assert discovered == 0
+        assert {p: segments(search(again.stub, lfw(p, 10))) for p in (BUSH, BLAIR)} == before
+
+        # Deleting a media item removes its faces from the answers.
+        clip_b = next(m for m in after.values() if m.uri.endswith("clip_b.mp4"))
+        removed = again.stub.DeleteMedia(pb.DeleteMediaRequest(media_id=clip_b.media_id))
+        assert removed.faces_removed == clip_b.faces_found >= 8
+        assert set(segments(search(again.stub, lfw(POWELL, 10)))) == set()
+        assert again.stub.GetMedia(pb.GetMediaRequest(media_id=clip_b.media_id)).state == pb.MEDIA_STATE_DELETED
+    finally:
+        again.channel.close()
+        again.app.stop()
+        running.app = again.app  # the module fixture's teardown stops it again: harmless
