@@ -24,7 +24,7 @@ class QuerySettings(ModelSettings, StoreSettings):
     """Faces fetched from Milvus per search before grouping into photos and video segments."""
     segment_max_gap_ms: int = Field(1500, ge=0)
     """Matching samples closer than this are merged into one video segment."""
-    workers: int = Field(8, ge=1)
+    rpc_workers: int = Field(8, ge=1)
     """Threads serving RPCs."""
     max_concurrent_rpcs: int = Field(64, ge=1)
     """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED."""

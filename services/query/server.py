@@ -142,7 +142,7 @@ class QueryServer:
     def __init__(self, settings: QuerySettings, servicer: SearchServicer) -> None:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(max_workers=settings.rpc_workers, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -66,7 +66,7 @@ class SamplerService:
         self._threads = [threading.Thread(target=self._scan_loop, name="sampler-scan", daemon=True)]
         self._threads += [
             threading.Thread(target=self._work_loop, name=f"sampler-{i}", daemon=True)
-            for i in range(self.settings.workers)
+            for i in range(self.settings.decode_workers)
         ]
         for t in self._threads:
             t.start()

@@ -26,5 +26,5 @@ class SamplerSettings(CommonSettings):
     """Ingest files behind symbolic links that point outside the watched folder."""
     max_image_pixels: int = Field(100_000_000, ge=1)
     """Photos with more pixels than this are refused (decompression-bomb guard)."""
-    workers: int = Field(1, ge=1, le=32)
+    decode_workers: int = Field(1, ge=1, le=32)
     """Media decoded in parallel."""
