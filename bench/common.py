@@ -36,8 +36,9 @@ def machine() -> dict[str, object]:
 def save(name: str, data: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                **data}, indent=2))
+    path.write_text(
+        json.dumps({"machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}, indent=2)
+    )
     return path
 
 
@@ -60,8 +61,11 @@ def talking_head_clip(seconds: int, width: int, height: int, gop_s: float, fps: 
     gop = round(gop_s * fps)
     tmp = out_path.with_suffix(".tmp.mp4")
     with av.open(str(tmp), "w") as out:
-        s = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23",
-                                                         "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"})
+        s = out.add_stream(
+            "libx264",
+            rate=fps,
+            options={"preset": "veryfast", "crf": "23", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"},
+        )
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         canvas = np.zeros((height, width, 3), np.uint8)
         side = min(width, height)

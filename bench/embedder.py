@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SHARED, save, talking_head_clip
 from PIL import Image
 
 from rvs.config import ModelSettings
 from rvs.faces.pipeline import FacePipeline
 from rvs.media.video import VideoSampler
+
+from common import SHARED, save, talking_head_clip
 
 
 def frames(n: int) -> list[np.ndarray]:
@@ -27,8 +28,9 @@ def frames(n: int) -> list[np.ndarray]:
     with VideoSampler(clip, fps=1.0) as s:
         out = [x.rgb for x in s][: n // 2]
     lfw = sorted((SHARED / "faces" / "lfw" / "images").glob("*/*_0001.jpg"))[: 4 * n]
-    bg = np.asarray(Image.open(SHARED / "media/dlib/examples/video_frames/frame_000100.jpg").convert("RGB")
-                    .resize((1280, 720)))
+    bg = np.asarray(
+        Image.open(SHARED / "media/dlib/examples/video_frames/frame_000100.jpg").convert("RGB").resize((1280, 720))
+    )
     for i in range(n - len(out)):
         canvas = bg.copy()
         for j in range(4):  # four people per frame
@@ -68,14 +70,23 @@ def main() -> None:
     rows = []
     for b in (int(x) for x in args.batches.split(",")):
         seconds, faces = run(pipeline, images, b)
-        rows.append({"batch": b, "seconds": seconds, "faces": faces, "faces_per_s": faces / seconds,
-                     "frames_per_s": len(images) / seconds})
+        rows.append(
+            {
+                "batch": b,
+                "seconds": seconds,
+                "faces": faces,
+                "faces_per_s": faces / seconds,
+                "frames_per_s": len(images) / seconds,
+            }
+        )
     base = rows[0]["faces_per_s"]
     print(f"model {args.model} on {pipeline.device}, {len(images)} frames at 1280x720")
     print(f"{'batch':>5} {'faces':>6} {'seconds':>8} {'faces/s':>8} {'frames/s':>8} {'vs batch 1':>10}")
     for r in rows:
-        print(f"{r['batch']:>5} {r['faces']:>6} {r['seconds']:8.2f} {r['faces_per_s']:8.2f} {r['frames_per_s']:8.2f}"
-              f" {r['faces_per_s'] / base:9.2f}x")
+        print(
+            f"{r['batch']:>5} {r['faces']:>6} {r['seconds']:8.2f} {r['faces_per_s']:8.2f} {r['frames_per_s']:8.2f}"
+            f" {r['faces_per_s'] / base:9.2f}x"
+        )
     print("wrote", save(f"embedder-{args.model}", {"model": args.model, "device": str(pipeline.device), "rows": rows}))
 
 

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import time
 
-from common import save, talking_head_clip
-
 from rvs.media.video import VideoSampler
+
+from common import save, talking_head_clip
 
 
 def time_rvs(path: str, repeat: int) -> tuple[float, int, int]:
@@ -37,8 +37,24 @@ def time_ffmpeg(path: str, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run([ffmpeg, "-v", "error", "-i", path, "-vf", "fps=1", "-pix_fmt", "rgb24", "-f", "rawvideo",
-                        "-y", "/dev/null"], check=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-i",
+                path,
+                "-vf",
+                "fps=1",
+                "-pix_fmt",
+                "rgb24",
+                "-f",
+                "rawvideo",
+                "-y",
+                "/dev/null",
+            ],
+            check=True,
+        )
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -49,18 +65,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rows = []
-    for (w, h) in ((1280, 720), (1920, 1080)):
+    for w, h in ((1280, 720), (1920, 1080)):
         for gop in (1.0, 10.0):
             clip = str(talking_head_clip(args.seconds, w, h, gop))
             ours, samples, decoded = time_rvs(clip, args.repeat)
             theirs = time_ffmpeg(clip, args.repeat)
-            rows.append({"clip": f"{h}p H.264 GOP {gop:g}s, {args.seconds}s", "rvs_s": ours, "ffmpeg_s": theirs,
-                         "speedup": theirs / ours, "samples": samples, "frames_decoded": decoded,
-                         "frames_in_file": args.seconds * 30})
+            rows.append(
+                {
+                    "clip": f"{h}p H.264 GOP {gop:g}s, {args.seconds}s",
+                    "rvs_s": ours,
+                    "ffmpeg_s": theirs,
+                    "speedup": theirs / ours,
+                    "samples": samples,
+                    "frames_decoded": decoded,
+                    "frames_in_file": args.seconds * 30,
+                }
+            )
     print(f"{'clip':<30} {'rvs s':>7} {'ffmpeg s':>9} {'ffmpeg/rvs':>10} {'decoded':>10}")
     for r in rows:
-        print(f"{r['clip']:<30} {r['rvs_s']:7.2f} {r['ffmpeg_s']:9.2f} {r['speedup']:9.2f}x"
-              f" {r['frames_decoded']:>5}/{r['frames_in_file']}")
+        print(
+            f"{r['clip']:<30} {r['rvs_s']:7.2f} {r['ffmpeg_s']:9.2f} {r['speedup']:9.2f}x"
+            f" {r['frames_decoded']:>5}/{r['frames_in_file']}"
+        )
     print("wrote", save("sampler", {"rows": rows}))
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import SHARED, percentiles, save
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
@@ -31,6 +30,8 @@ from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.store.faces import FaceRow, FaceStore
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+from common import SHARED, percentiles, save
 
 
 def free_port() -> int:
@@ -70,15 +71,32 @@ def main() -> None:
             store = FaceStore(milvus.uri, "bench", pipeline.model_name, pipeline.dim)
             store.open()
             rng = np.random.default_rng(0)
-            rows = [FaceRow(f"real{i}", str(p), pb.MEDIA_KIND_IMAGE, 0, 0, (0, 0, 1, 1), 1.0, "/b", 0, v)
-                    for i, (p, v) in enumerate(real)]
+            rows = [
+                FaceRow(f"real{i}", str(p), pb.MEDIA_KIND_IMAGE, 0, 0, (0, 0, 1, 1), 1.0, "/b", 0, v)
+                for i, (p, v) in enumerate(real)
+            ]
             t0 = time.perf_counter()
             for start in range(0, args.faces - len(rows), 5000):
                 n = min(5000, args.faces - len(rows) - start)
                 vecs = rng.normal(size=(n, pipeline.dim)).astype(np.float32)
                 vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                store.upsert([FaceRow(f"rand{start // 5000}", "/r.mp4", pb.MEDIA_KIND_VIDEO, (start + i) * 1000, 0,
-                                      (0, 0, 1, 1), 1.0, "/b", 0, v) for i, v in enumerate(vecs)])
+                store.upsert(
+                    [
+                        FaceRow(
+                            f"rand{start // 5000}",
+                            "/r.mp4",
+                            pb.MEDIA_KIND_VIDEO,
+                            (start + i) * 1000,
+                            0,
+                            (0, 0, 1, 1),
+                            1.0,
+                            "/b",
+                            0,
+                            v,
+                        )
+                        for i, v in enumerate(vecs)
+                    ]
+                )
             store.upsert(rows)
             upsert_s = time.perf_counter() - t0
             total = store.count()
@@ -93,8 +111,10 @@ def main() -> None:
             service = QueryService(settings, pipeline, store, None, CollectorRegistry())
             service.start()
             service.ready()
-            photos = [query_photo(people[i % len(people)] / f"{people[i % len(people)].name}_0002.jpg")
-                      for i in range(args.queries)]
+            photos = [
+                query_photo(people[i % len(people)] / f"{people[i % len(people)].name}_0002.jpg")
+                for i in range(args.queries)
+            ]
             rpc_ms = []
             with grpc.insecure_channel(f"127.0.0.1:{service.port}") as ch:
                 stub = rvs_pb2_grpc.SearchServiceStub(ch)
@@ -111,8 +131,14 @@ def main() -> None:
             store.close()
         finally:
             milvus.stop()
-    result = {"faces": total, "upsert_rows_per_s": total / upsert_s, "vector_search_ms": percentiles(vector_ms),
-              "search_rpc_ms": percentiles(rpc_ms), "query_image": "640x480 JPEG", "model": args.model}
+    result = {
+        "faces": total,
+        "upsert_rows_per_s": total / upsert_s,
+        "vector_search_ms": percentiles(vector_ms),
+        "search_rpc_ms": percentiles(rpc_ms),
+        "query_image": "640x480 JPEG",
+        "model": args.model,
+    }
     print(f"{total} faces indexed ({result['upsert_rows_per_s']:.0f} rows/s)")
     for name in ("vector_search_ms", "search_rpc_ms"):
         p = result[name]

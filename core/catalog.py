@@ -118,7 +118,8 @@ class Catalog:
                 db.execute(
                     "INSERT INTO media (media_id, uri, kind, source, size_bytes, discovered_at_ms, updated_at_ms)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(media_id) DO UPDATE SET uri=excluded.uri, deleted=0, updated_at_ms=excluded.updated_at_ms",
+                    " ON CONFLICT(media_id) DO UPDATE SET uri=excluded.uri, deleted=0,"
+                    " updated_at_ms=excluded.updated_at_ms",
                     (mid, d.uri, d.kind, d.source, d.size_bytes, at, at),
                 )
             elif kind == "sampling_started":
@@ -175,11 +176,9 @@ class Catalog:
             row = self._db.execute("SELECT * FROM media WHERE media_id=?", (media_id,)).fetchone()
         return _to_proto(row) if row else None
 
-    def list(self, state: int = 0, offset: int = 0, limit: int = 100) -> list[pb.Media]:
+    def list_media(self, state: int = 0, offset: int = 0, limit: int = 100) -> list[pb.Media]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM media ORDER BY discovered_at_ms, media_id", ()
-            ).fetchall()
+            rows = self._db.execute("SELECT * FROM media ORDER BY discovered_at_ms, media_id", ()).fetchall()
         media = [_to_proto(r) for r in rows]
         if state:
             media = [m for m in media if m.state == state]
@@ -198,7 +197,7 @@ class Catalog:
         """Media that were queued, sampling or embedding when rvs last stopped."""
         return [
             m
-            for m in self.list(limit=1 << 30)
+            for m in self.list_media(limit=1 << 30)
             if m.state in (pb.MEDIA_STATE_QUEUED, pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING)
         ]
 
@@ -212,7 +211,7 @@ class CatalogCollector(Collector):
     def collect(self):  # type: ignore[no-untyped-def]
         family = GaugeMetricFamily("rvs_index_media", "Media items in the catalog by state.", labels=["state"])
         counts = dict.fromkeys((v for v in pb.MediaState.values() if v), 0)
-        for media in self.catalog.list(limit=1 << 30):
+        for media in self.catalog.list_media(limit=1 << 30):
             counts[media.state] += 1
         for state, n in counts.items():
             family.add_metric([pb.MediaState.Name(state).removeprefix("MEDIA_STATE_").lower()], n)

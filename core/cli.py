@@ -104,8 +104,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         def __init__(self) -> None:
             self.registry = CollectorRegistry()
             self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
-            self.milvus = None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus",
-                                                                           settings.milvus_port)
+            self.milvus = (
+                None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port)
+            )
             self.service: QueryService | None = None
             self.store: FaceStore | None = None
 

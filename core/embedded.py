@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from rvs.catalog import Catalog, CatalogCollector
-
 from rvs.bus.memory import MemoryFrameBus
+from rvs.catalog import Catalog, CatalogCollector
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
@@ -117,8 +116,12 @@ class EmbeddedApp:
                 total = str(m.frames_sampled) + ("" if m.sampling_complete else "+")
                 log.info(
                     "progress %s: %s, sampled %s, embedded %d, faces %d",
-                    m.uri, pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower(), total,
-                    m.frames_embedded, m.faces_found, extra=media_log(m.media_id),
+                    m.uri,
+                    pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower(),
+                    total,
+                    m.frames_embedded,
+                    m.faces_found,
+                    extra=media_log(m.media_id),
                 )
 
     def wait_idle(self, timeout_s: float) -> bool:

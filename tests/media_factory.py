@@ -27,7 +27,7 @@ def load_rgb(path: Path, size: tuple[int, int] | None = None) -> RGB:
     with Image.open(path) as img:
         img = img.convert("RGB")
         if size:
-            img = img.resize(size, Image.BILINEAR)
+            img = img.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(img)
 
 
@@ -54,6 +54,7 @@ def write_video(
     rate: int = 25,
     rotation: int = 0,
     options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Encode frames at the given presentation times (seconds); irregular times give a VFR file."""
     first = frame_at(times[0])
@@ -61,14 +62,15 @@ def write_video(
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, options=options or {})
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.time_base = Fraction(1, 1000)
         stream.codec_context.time_base = Fraction(1, 1000)
         if gop:
             stream.codec_context.gop_size = gop
             if codec == "libx264":
                 stream.codec_context.options = {
-                    **(options or {}), "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"
+                    **(options or {}),
+                    "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
                 }
         if rotation:
             stream.set_display_rotation(rotation)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conftest import ROOT
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
+
+from conftest import ROOT
 
 
 def test_generated_stubs_match_the_proto(tmp_path: Path) -> None:
@@ -22,8 +23,18 @@ def test_generated_stubs_match_the_proto(tmp_path: Path) -> None:
     from rvs.v1 import rvs_pb2, rvs_pb2_grpc
 
     proto_include = Path(protoc.__file__).parent / "_proto"
-    assert protoc.main(["protoc", f"-I{ROOT / 'protos'}", f"-I{proto_include}", f"--python_out={tmp_path}",
-                        str(ROOT / "protos" / "rvs" / "v1" / "rvs.proto")]) == 0
+    assert (
+        protoc.main(
+            [
+                "protoc",
+                f"-I{ROOT / 'protos'}",
+                f"-I{proto_include}",
+                f"--python_out={tmp_path}",
+                str(ROOT / "protos" / "rvs" / "v1" / "rvs.proto"),
+            ]
+        )
+        == 0
+    )
     fresh = (tmp_path / "rvs" / "v1" / "rvs_pb2.py").read_text()
     assert Path(rvs_pb2.__file__).read_text() == fresh, "stubs are stale: run `uv sync --reinstall-package rvs`"
     assert hasattr(rvs_pb2_grpc, "SearchServiceStub")

@@ -56,5 +56,5 @@ def test_removed_and_persisted(tmp_path: Path) -> None:
     c.close()
     c = Catalog(tmp_path / "c.db")
     assert c.get("a").state == pb.MEDIA_STATE_DELETED
-    assert [m.media_id for m in c.list(state=pb.MEDIA_STATE_QUEUED)] == ["b"]
+    assert [m.media_id for m in c.list_media(state=pb.MEDIA_STATE_QUEUED)] == ["b"]
     assert c.get("nope") is None

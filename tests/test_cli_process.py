@@ -13,8 +13,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, lfw
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import free_port, lfw
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,10 @@ def wait_serving(target: str, proc: subprocess.Popen[str], timeout_s: float = 12
         while time.monotonic() < deadline:
             assert proc.poll() is None, "rvs up exited early"
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 pass
@@ -43,9 +47,28 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
     port = free_port()
     env = {**os.environ, "RVS_SETTLE_S": "0.2", "RVS_COLLECTION": collection_name}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rvs", "up", "--watch", str(watch), "--data-dir", str(data), "--model", "dlib-resnet",
-         "--milvus-uri", milvus_uri, "--port", str(port), "--metrics-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "rvs",
+            "up",
+            "--watch",
+            str(watch),
+            "--data-dir",
+            str(data),
+            "--model",
+            "dlib-resnet",
+            "--milvus-uri",
+            milvus_uri,
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     target = f"127.0.0.1:{port}"
     try:

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, lfw, shared
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 from prometheus_client.parser import text_string_to_metric_families
 
 from rvs.embedded import EmbeddedApp, EmbeddedSettings
@@ -27,6 +25,9 @@ from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+from conftest import free_port, lfw, shared
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -42,20 +43,29 @@ def build_corpus(watch: Path) -> None:
     write_video(watch / "clip_a.mp4", scene(background, clip_a, photos), cfr_times(12, 25), gop=25)
     clip_b = [Appearance(lfw(POWELL, 1), 2, 6), Appearance(lfw(BUSH, 3), 2, 6, x=360, y=80)]
     (watch / "nested" / "deeper").mkdir(parents=True)
-    write_video(watch / "nested" / "deeper" / "clip_b.mp4", scene(background, clip_b, photos),
-                cfr_times(10, 30), rate=30, gop=300)
+    write_video(
+        watch / "nested" / "deeper" / "clip_b.mp4",
+        scene(background, clip_b, photos),
+        cfr_times(10, 30),
+        rate=30,
+        gop=300,
+    )
     write_video(watch / "no_faces.mp4", scene(background, [], photos), cfr_times(6, 25), gop=50)
     shutil.copy(lfw(RUMSFELD, 1), watch / "rumsfeld.jpg")
     shutil.copy(lfw(SCHROEDER, 1), watch / "schroeder.jpg")
     (watch / "broken.mp4").write_text("not a video")
 
 
-def settings(watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str) -> EmbeddedSettings:
-    common = dict(data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection,
-                  metrics_port=metrics_port)
+def settings(
+    watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str
+) -> EmbeddedSettings:
+    common = dict(
+        data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection, metrics_port=metrics_port
+    )
     return EmbeddedSettings(
-        sampler=SamplerSettings(watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data,
-                                metrics_port=metrics_port),
+        sampler=SamplerSettings(
+            watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data, metrics_port=metrics_port
+        ),
         embedder=EmbedderSettings(**common, batch_size=8),  # type: ignore[arg-type]
         query=QuerySettings(**common, port=port),  # type: ignore[arg-type]
     )
@@ -86,8 +96,9 @@ def start(s: EmbeddedSettings, watch: Path) -> Running:
     app = EmbeddedApp(s)
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.query.port}")  # type: ignore[union-attr]
-    return Running(app, rvs_pb2_grpc.SearchServiceStub(channel), channel,
-                   f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch)
+    return Running(
+        app, rvs_pb2_grpc.SearchServiceStub(channel), channel, f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,15 +233,18 @@ def test_several_query_faces_can_be_chosen(running: Running, tmp_path: Path) -> 
 
 def test_health_reflection_and_metrics(running: Running) -> None:
     health = health_pb2_grpc.HealthStub(running.channel)
-    assert health.Check(health_pb2.HealthCheckRequest(service="rvs.v1.SearchService")).status == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service="rvs.v1.SearchService")).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     refl = reflection_pb2_grpc.ServerReflectionStub(running.channel)
     reply = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     services = {s.name for s in reply.list_services_response.service}
     assert {"rvs.v1.SearchService", "grpc.health.v1.Health"} <= services
     text = urllib.request.urlopen(running.metrics_url, timeout=10).read().decode()
-    values = {s.name + str(sorted(s.labels.items())): s.value
-              for f in text_string_to_metric_families(text) for s in f.samples}
+    values = {
+        s.name + str(sorted(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
     assert values["rvs_frames_embedded_total[]"] >= 12 + 10 + 6 + 2
     assert values["rvs_faces_detected_total[]"] >= 9 + 8 + 2
     assert values["rvs_index_faces[]"] >= 19
@@ -247,7 +261,9 @@ def test_duplicate_content_is_not_indexed_twice(running: Running) -> None:
     assert len(search(running.stub, lfw(RUMSFELD, 5)).images) == 1
 
 
-def test_zz_restart_reingests_nothing_and_answers_the_same(running: Running, env: tuple[EmbeddedSettings, Path]) -> None:
+def test_zz_restart_reingests_nothing_and_answers_the_same(
+    running: Running, env: tuple[EmbeddedSettings, Path]
+) -> None:
     before = {p: segments(search(running.stub, lfw(p, 10))) for p in (BUSH, BLAIR)}
     listing = {m.media_id: m for m in running.stub.ListMedia(pb.ListMediaRequest()).media}
     running.channel.close()
@@ -258,11 +274,16 @@ def test_zz_restart_reingests_nothing_and_answers_the_same(running: Running, env
     try:
         time.sleep(3)  # several scans
         after = {m.media_id: m for m in again.stub.ListMedia(pb.ListMediaRequest()).media}
-        assert {k: (m.state, m.frames_embedded, m.faces_found) for k, m in after.items()} == \
-            {k: (m.state, m.frames_embedded, m.faces_found) for k, m in listing.items()}
+        assert {k: (m.state, m.frames_embedded, m.faces_found) for k, m in after.items()} == {
+            k: (m.state, m.frames_embedded, m.faces_found) for k, m in listing.items()
+        }
         text = urllib.request.urlopen(again.metrics_url, timeout=10).read().decode()
-        discovered = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                         if s.name == "rvs_media_discovered_total")
+        discovered = sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "rvs_media_discovered_total"
+        )
         assert discovered == 0
         assert {p: segments(search(again.stub, lfw(p, 10))) for p in (BUSH, BLAIR)} == before
 

@@ -6,10 +6,10 @@ from rvs.query.grouping import best_per_frame, group_hits, merge_segments
 from rvs.store.faces import FaceHit, face_key
 from rvs.v1 import rvs_pb2 as pb
 
-V, I = pb.MEDIA_KIND_VIDEO, pb.MEDIA_KIND_IMAGE
+VIDEO, IMAGE = pb.MEDIA_KIND_VIDEO, pb.MEDIA_KIND_IMAGE
 
 
-def hit(media: str, t: int, score: float, kind: int = V, face: int = 0) -> FaceHit:
+def hit(media: str, t: int, score: float, kind: int = VIDEO, face: int = 0) -> FaceHit:
     return FaceHit(face_key(media, t, face), media, f"/m/{media}", kind, t, (1, 2, 3, 4), 0.99, "/m", score)
 
 
@@ -44,7 +44,7 @@ def test_one_match_per_frame() -> None:
 
 
 def test_group_ranks_photos_and_videos_and_applies_top_k() -> None:
-    hits = [hit("p1", 0, 0.91, I), hit("p2", 0, 0.99, I), hit("p3", 0, 0.95, I)]
+    hits = [hit("p1", 0, 0.91, IMAGE), hit("p2", 0, 0.99, IMAGE), hit("p3", 0, 0.95, IMAGE)]
     hits += [hit("v1", t, 0.92) for t in (0, 1000)] + [hit("v2", 5000, 0.98)]
     images, videos = group_hits(hits, top_k=2, max_gap_ms=1500)
     assert [i.media_id for i in images] == ["p2", "p3"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import lfw
 from facenet_pytorch import InceptionResnetV1
 
 from rvs.config import ModelSettings
@@ -15,6 +14,8 @@ from rvs.faces.encoders import FacenetEncoder
 from rvs.faces.pipeline import FacePipeline
 from rvs.faces.types import ModelUnavailable
 from rvs.media.images import decode_image
+
+from conftest import lfw
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_facenet_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest
 def test_facenet_wrong_weights_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a state dict")
-    with pytest.raises(ModelUnavailable, match="bad.pt"):
+    with pytest.raises(ModelUnavailable, match=r"bad\.pt"):
         FacenetEncoder("facenet-vggface2", torch.device("cpu"), bad).load()
 
 

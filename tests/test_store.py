@@ -44,11 +44,13 @@ def test_threshold_and_filters(store: FaceStore) -> None:
     q = unit(0)
     near = q + 0.1 * unit(99)
     near /= np.linalg.norm(near)
-    store.upsert([
-        row("img", 0, 0, near, kind=pb.MEDIA_KIND_IMAGE, source="/photos"),
-        row("vid", 0, 0, near, source="/videos"),
-        row("vid", 1000, 0, unit(7), source="/videos"),
-    ])
+    store.upsert(
+        [
+            row("img", 0, 0, near, kind=pb.MEDIA_KIND_IMAGE, source="/photos"),
+            row("vid", 0, 0, near, source="/videos"),
+            row("vid", 1000, 0, unit(7), source="/videos"),
+        ]
+    )
     assert {h.media_id for h in store.search(q, 0.9, 100)} == {"img", "vid"}
     assert all(h.score >= 0.9 for h in store.search(q, 0.9, 100))
     only_images = store.search(q, 0.9, 100, SearchFilter(kind=pb.MEDIA_KIND_IMAGE))

@@ -9,10 +9,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media_factory import cfr_times, write_video
 
 from rvs.media.errors import DecodeError, EmptyFile, NoVideoStream
 from rvs.media.video import VideoSampler
+
+from media_factory import cfr_times, write_video
 
 EVERY_SECOND = [i * 1000 for i in range(12)]
 
@@ -111,6 +112,15 @@ def test_downscaling_keeps_aspect_and_reports_scale(tmp_path: Path) -> None:
         sample = next(iter(s))
     assert sample.rgb.shape == (180, 320, 3)
     assert sample.scale == pytest.approx(2.0)
+
+
+def test_odd_frame_size(tmp_path: Path) -> None:
+    odd = lambda t: _pattern(t)[:241, :321]  # noqa: E731
+    path = write_video(tmp_path / "odd.mkv", odd, cfr_times(3, 10), codec="ffv1", pix_fmt="yuv444p")
+    with VideoSampler(path) as s:
+        samples = list(s)
+    assert [x.time_ms for x in samples] == [0, 1000, 2000]
+    assert samples[0].rgb.shape == (241, 321, 3)
 
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ class MtcnnDetector:
             w, h = fit_within(width, height, self.max_side)
             scale = width / w
             if scale != 1.0:
-                batch = np.stack([np.asarray(Image.fromarray(images[i]).resize((w, h), Image.BILINEAR))
-                                  for i in members])
+                batch = np.stack(
+                    [np.asarray(Image.fromarray(images[i]).resize((w, h), Image.Resampling.BILINEAR)) for i in members]
+                )
             else:
                 batch = np.stack([images[i] for i in members])
             with torch.inference_mode():

@@ -10,6 +10,7 @@ import logging
 import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class FacenetEncoder(FaceEncoder):
     dim = 512
     image_size = 160
     margin = 14  # pixels of context around the box at 160 px, as the published models were trained
-    _PRETRAINED = {"facenet-vggface2": "vggface2", "facenet-casia": "casia-webface"}
+    _PRETRAINED: ClassVar[dict[str, str]] = {"facenet-vggface2": "vggface2", "facenet-casia": "casia-webface"}
 
     def __init__(self, name: str, device: torch.device, weights_path: Path | None = None) -> None:
         super().__init__()
@@ -79,9 +80,7 @@ class FacenetEncoder(FaceEncoder):
                 state = {k: v for k, v in state.items() if not k.startswith("logits.")}
                 model.load_state_dict(state)
             except (OSError, RuntimeError, KeyError, AttributeError, pickle.UnpicklingError) as exc:
-                raise ModelUnavailable(
-                    f"cannot load {self.name} weights from {self.weights_path}: {exc}"
-                ) from exc
+                raise ModelUnavailable(f"cannot load {self.name} weights from {self.weights_path}: {exc}") from exc
         else:
             try:
                 model = InceptionResnetV1(pretrained=pretrained)

@@ -13,23 +13,18 @@ from rvs.media.errors import DecodeError, EmptyFile, TooLarge
 DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k; larger headers are refused before decoding
 
 
-def decode_image(data: bytes | io.BufferedIOBase, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a photo to an RGB uint8 array (H, W, 3), upright according to its EXIF orientation."""
-    if isinstance(data, bytes | bytearray):
-        if not data:
-            raise EmptyFile("the image is empty (0 bytes)")
-        stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(data)
-    else:
-        stream = data
+    if not data:
+        raise EmptyFile("the image is empty (0 bytes)")
+    stream = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 width, height = img.size
                 if width * height > max_pixels:
-                    raise TooLarge(
-                        f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-                    )
+                    raise TooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
                 upright = ImageOps.exif_transpose(img)
                 rgb = upright.convert("RGB")
                 return np.asarray(rgb)

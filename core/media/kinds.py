@@ -9,8 +9,24 @@ from rvs.v1 import rvs_pb2 as pb
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 # Animated GIFs are decoded as video: every frame of a GIF is a moment in time.
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-     ".wmv", ".flv", ".3gp", ".ogv", ".gif"}
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ogv",
+        ".gif",
+    }
 )
 # Files being written by common tools; they are picked up once renamed to their final name.
 TEMPORARY_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".tmp", ".download", ".swp"})

@@ -147,7 +147,7 @@ class VideoSampler:
             if (w, h) != (width, height):
                 scale = width / w
                 width, height = w, h
-        rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
+        rgb: np.ndarray = frame.to_ndarray(width=width, height=height, format="rgb24")
         quarter_turns = round((frame.rotation or 0) / 90) % 4
         if quarter_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))

@@ -126,9 +126,7 @@ class EmbedderService:
                 pb.MediaEvent(
                     media_id=media_id,
                     at_ms=int(time.time() * 1000),
-                    embedded=pb.FramesEmbedded(
-                        sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]
-                    ),
+                    embedded=pb.FramesEmbedded(sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]),
                 )
             )
         self.metrics.frames_embedded.inc(len(frames))

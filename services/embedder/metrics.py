@@ -16,7 +16,9 @@ class EmbedderMetrics:
         )
         self.faces_detected = Counter("rvs_faces_detected", "Faces found and indexed.", registry=registry)
         self.batch_size = Histogram(
-            "rvs_embed_batch_frames", "Frames per embedder batch.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            "rvs_embed_batch_frames",
+            "Frames per embedder batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
         self.detect_seconds = Histogram(

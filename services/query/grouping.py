@@ -35,8 +35,13 @@ def merge_segments(hits: list[FaceHit], max_gap_ms: int) -> list[pb.Segment]:
                 seg.best_box.CopyFrom(_box(h.box))
         else:
             segments.append(
-                pb.Segment(start_ms=h.time_ms, end_ms=h.time_ms, best_score=h.score, best_time_ms=h.time_ms,
-                           best_box=_box(h.box))
+                pb.Segment(
+                    start_ms=h.time_ms,
+                    end_ms=h.time_ms,
+                    best_score=h.score,
+                    best_time_ms=h.time_ms,
+                    best_box=_box(h.box),
+                )
             )
     return segments
 
@@ -54,8 +59,9 @@ def group_hits(
     for h in best_per_frame(hits):
         if h.kind == pb.MEDIA_KIND_IMAGE:
             entry = catalog.get(h.media_id)
-            images.append(pb.ImageHit(media_id=h.media_id, uri=entry.uri if entry else h.uri, score=h.score,
-                                      box=_box(h.box)))
+            images.append(
+                pb.ImageHit(media_id=h.media_id, uri=entry.uri if entry else h.uri, score=h.score, box=_box(h.box))
+            )
         else:
             by_video[h.media_id].append(h)
     images.sort(key=lambda i: (-i.score, i.uri))

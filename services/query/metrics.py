@@ -12,9 +12,12 @@ class QueryMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
-        self.rpcs = Counter("rvs_rpcs", "gRPC requests by method and status code.", ["method", "code"],
-                            registry=registry)
+        self.rpcs = Counter(
+            "rvs_rpcs", "gRPC requests by method and status code.", ["method", "code"], registry=registry
+        )
         self.search_hits = Histogram(
-            "rvs_search_face_hits", "Faces above the threshold per search.",
-            buckets=(0, 1, 10, 100, 1000, 4096, 16384), registry=registry,
+            "rvs_search_face_hits",
+            "Faces above the threshold per search.",
+            buckets=(0, 1, 10, 100, 1000, 4096, 16384),
+            registry=registry,
         )

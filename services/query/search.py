@@ -75,8 +75,9 @@ class SearchEngine:
         return pb.SearchResponse(
             query_faces=[
                 pb.QueryFace(
-                    box=pb.Box(x1=f.detection.box[0], y1=f.detection.box[1], x2=f.detection.box[2],
-                               y2=f.detection.box[3]),
+                    box=pb.Box(
+                        x1=f.detection.box[0], y1=f.detection.box[1], x2=f.detection.box[2], y2=f.detection.box[3]
+                    ),
                     detection_score=f.detection.score,
                 )
                 for f in faces
@@ -87,5 +88,3 @@ class SearchEngine:
             model=self.pipeline.model_name,
             min_score=min_score,
         )
-
-

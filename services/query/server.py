@@ -67,7 +67,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         self.metrics = metrics
 
     @_instrumented("Search")
-    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:  # noqa: N802
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
         if not request.image:
             abort(context, code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", "request.image is empty: send the photo's bytes")
         try:
@@ -87,9 +87,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         except Exception:
             log.exception("Search failed")
             abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
-        self.metrics.search_hits.observe(
-            len(response.images) + sum(len(v.segments) for v in response.videos)
-        )
+        self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
         return response
 
     def _need_catalog(self, context: grpc.ServicerContext) -> Catalog:
@@ -99,7 +97,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         return self.catalog
 
     @_instrumented("ListMedia")
-    def ListMedia(self, request: pb.ListMediaRequest, context: grpc.ServicerContext) -> pb.ListMediaResponse:  # noqa: N802
+    def ListMedia(self, request: pb.ListMediaRequest, context: grpc.ServicerContext) -> pb.ListMediaResponse:
         catalog = self._need_catalog(context)
         size = min(request.page_size or 100, 1000)
         try:
@@ -108,12 +106,12 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
                 raise ValueError
         except ValueError:
             abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token is not one this server gave")
-        media = catalog.list(state=request.state, offset=offset, limit=size + 1)
+        media = catalog.list_media(state=request.state, offset=offset, limit=size + 1)
         next_token = str(offset + size) if len(media) > size else ""
         return pb.ListMediaResponse(media=media[:size], next_page_token=next_token)
 
     @_instrumented("GetMedia")
-    def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:  # noqa: N802
+    def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:
         media = self._need_catalog(context).get(request.media_id)
         if media is None:
             abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
@@ -121,7 +119,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         return media
 
     @_instrumented("DeleteMedia")
-    def DeleteMedia(self, request: pb.DeleteMediaRequest, context: grpc.ServicerContext) -> pb.DeleteMediaResponse:  # noqa: N802
+    def DeleteMedia(self, request: pb.DeleteMediaRequest, context: grpc.ServicerContext) -> pb.DeleteMediaResponse:
         if not request.media_id:
             abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", "media_id is required")
         known = self.catalog.get(request.media_id) if self.catalog else None

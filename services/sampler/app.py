@@ -145,7 +145,8 @@ class SamplerService:
                     media_id=media_id,
                     at_ms=now_ms(),
                     failed=pb.MediaFailed(
-                        reason="UNSUPPORTED_TYPE", detail=f"{path.suffix or 'no extension'} is not a photo or video type"
+                        reason="UNSUPPORTED_TYPE",
+                        detail=f"{path.suffix or 'no extension'} is not a photo or video type",
                     ),
                 )
             )

@@ -14,9 +14,7 @@ class SamplerMetrics:
         self.media_failed = Counter(
             "rvs_media_failed", "Media items that could not be ingested.", ["reason"], registry=registry
         )
-        self.frames_published = Counter(
-            "rvs_frames_published", "Frames published to the bus.", registry=registry
-        )
+        self.frames_published = Counter("rvs_frames_published", "Frames published to the bus.", registry=registry)
         self.frame_bytes = Histogram(
             "rvs_frame_payload_bytes",
             "Size of published frame payloads.",

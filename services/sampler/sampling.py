@@ -129,7 +129,7 @@ class MediaSampler:
         w, h = fit_within(width, height, self.settings.frame_max_side)
         scale = 1.0
         if (w, h) != (width, height):
-            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
             scale = width / w
         self._frame(job, 0, 0, rgb, scale)
         return width, height

@@ -1,0 +1,133 @@
+"""The sampler service on a real folder, with the in-memory bus: what reaches the bus and when."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import lfw
+from media_factory import cfr_times, write_video
+from prometheus_client import CollectorRegistry
+
+from rvs.bus.memory import MemoryFrameBus
+from rvs.sampler.app import SamplerService
+from rvs.sampler.config import SamplerSettings
+from rvs.v1 import rvs_pb2 as pb
+
+
+class Recorder:
+    """An EventPublisher that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[pb.MediaEvent] = []
+        self._lock = threading.Lock()
+
+    def publish(self, event: pb.MediaEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: str) -> list[pb.MediaEvent]:
+        with self._lock:
+            return [e for e in self.events if e.WhichOneof("event") == kind]
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def sampler(tmp_path: Path) -> Iterator[Callable[..., tuple[SamplerService, MemoryFrameBus, Recorder]]]:
+    started: list[SamplerService] = []
+
+    def make(**kw: object) -> tuple[SamplerService, MemoryFrameBus, Recorder]:
+        (tmp_path / "watch").mkdir(exist_ok=True)
+        settings = SamplerSettings(watch_dir=tmp_path / "watch", data_dir=tmp_path / "data", settle_s=0.3,
+                                   scan_interval_s=0.1, **kw)  # type: ignore[arg-type]
+        bus, events = MemoryFrameBus(capacity=1000), Recorder()
+        service = SamplerService(settings, bus, events, CollectorRegistry())
+        service.start()
+        started.append(service)
+        return service, bus, events
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+def drain(bus: MemoryFrameBus) -> list[pb.Frame]:
+    return bus.poll(10_000, 0.1)
+
+
+def test_photos_videos_and_bad_files(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, bus, events = sampler()
+    watch = tmp_path / "watch"
+    (watch / "sub").mkdir()
+    shutil.copy(lfw("Tony_Blair", 1), watch / "sub" / "blair.jpg")
+    write_video(watch / "clip.mp4", lambda t: np.zeros((120, 160, 3), np.uint8), cfr_times(3, 10))
+    (watch / "notes.txt").write_text("hello")
+    (watch / "fake.mp4").write_text("not a video")
+    wait_for(lambda: len(events.of("sampled")) == 2 and len(events.of("failed")) == 2)
+    frames = drain(bus)
+    assert sorted((Path(f.uri).name, f.sample_index, f.time_ms) for f in frames) == [
+        ("blair.jpg", 0, 0), ("clip.mp4", 0, 0), ("clip.mp4", 1, 1000), ("clip.mp4", 2, 2000)]
+    assert {e.failed.reason for e in events.of("failed")} == {"UNSUPPORTED_TYPE", "DECODE_ERROR"}
+    video = next(f for f in frames if f.uri.endswith("clip.mp4"))
+    assert video.encoding == pb.FRAME_ENCODING_JPEG and video.kind == pb.MEDIA_KIND_VIDEO
+    assert len(video.media_id) == 64 and video.source == str(watch.resolve())
+
+
+def test_slow_copy_is_ingested_once_complete(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, bus, events = sampler()
+    data = lfw("Colin_Powell", 1).read_bytes()
+    target = tmp_path / "watch" / "slow.jpg"
+    with open(target, "wb") as f:
+        for i in range(0, len(data), len(data) // 8):
+            f.write(data[i : i + len(data) // 8])
+            f.flush()
+            time.sleep(0.15)  # slower than a scan, faster than the settle time
+    wait_for(lambda: len(events.of("sampled")) == 1)
+    time.sleep(0.5)
+    assert len(events.of("discovered")) == 1 and not events.of("failed")
+    assert len(drain(bus)) == 1
+
+
+def test_copies_renames_and_restart_do_not_reingest(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service, bus, events = sampler()
+    watch = tmp_path / "watch"
+    shutil.copy(lfw("Colin_Powell", 1), watch / "a.jpg")
+    wait_for(lambda: len(events.of("sampled")) == 1)
+    shutil.copy(watch / "a.jpg", watch / "copy.jpg")
+    (watch / "a.jpg").rename(watch / "renamed.jpg")
+    time.sleep(1.0)
+    assert len(events.of("discovered")) == 1 and not events.of("removed")
+    service.stop()
+
+    _, bus2, events2 = sampler()  # restart on the same state
+    time.sleep(1.0)
+    assert events2.events == [] and drain(bus2) == []
+
+
+def test_deleted_files_can_be_removed_from_the_index(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, events = sampler(remove_deleted=True)
+    watch = tmp_path / "watch"
+    shutil.copy(lfw("Colin_Powell", 1), watch / "a.jpg")
+    shutil.copy(lfw("Colin_Powell", 1), watch / "b.jpg")  # same content
+    shutil.copy(lfw("Tony_Blair", 1), watch / "c.jpg")
+    wait_for(lambda: len(events.of("sampled")) == 2)
+    (watch / "a.jpg").unlink()
+    time.sleep(0.5)
+    assert events.of("removed") == []  # b.jpg still holds that content
+    (watch / "b.jpg").unlink()
+    shutil.copy(lfw("Colin_Powell", 2), watch / "c.jpg")  # overwritten with other content
+    wait_for(lambda: len(events.of("removed")) == 2)
+    assert len(events.of("sampled")) == 3
