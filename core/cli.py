@@ -118,7 +118,9 @@ def cmd_query(args: argparse.Namespace) -> int:
                 self.milvus.start()
             uri = settings.milvus_uri or (self.milvus.uri if self.milvus else "")
             token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-            self.store = FaceStore(uri, settings.collection, pipeline.model_name, pipeline.dim, token)
+            self.store = FaceStore(
+                uri, settings.collection, pipeline.model_name, pipeline.dim, token, consistency=settings.consistency
+            )
             self.store.open()
             self.service = QueryService(settings, pipeline, self.store, None, self.registry)
             self.service.start()
@@ -191,7 +193,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"rvs search: {_rpc_error(exc)}", file=sys.stderr)
             return 1
     if args.json:
-        print(MessageToJson(response, preserving_proto_field_name=True, indent=2))
+        print(
+            MessageToJson(
+                response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
+            )
+        )
         return 0
     faces = response.query_faces
     used = faces[response.used_face_index]
@@ -242,7 +248,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"rvs status: {_rpc_error(exc)}", file=sys.stderr)
             return 1
     if args.json:
-        print(json.dumps([MessageToDict(m, preserving_proto_field_name=True) for m in media], indent=2))
+        rows = [
+            MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for m in media
+        ]
+        print(json.dumps(rows, indent=2))
         return 0
     print(f"{'state':<10} {'embedded':>9} {'faces':>6}  file")
     for m in media:

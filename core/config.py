@@ -71,3 +71,6 @@ class StoreSettings(CommonSettings):
     """Port of the embedded Milvus server (only when milvus_uri is empty)."""
     collection: str = Field("rvs_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     """Milvus collection holding one row per indexed face."""
+    consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
+    """Milvus read consistency. Session: a client sees its own writes at once and others' within
+    Milvus's time tick (~200 ms), without Strong's wait for that tick on every search."""

@@ -81,7 +81,14 @@ class EmbeddedApp:
             self.milvus.start()
         uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
         token = s.query.milvus_token.get_secret_value() if s.query.milvus_token else None
-        self.store = FaceStore(uri, s.query.collection, self.query_pipeline.model_name, self.query_pipeline.dim, token)
+        self.store = FaceStore(
+            uri,
+            s.query.collection,
+            self.query_pipeline.model_name,
+            self.query_pipeline.dim,
+            token,
+            consistency=s.query.consistency,
+        )
         self.store.open()
         events = LocalEvents(self.catalog, self.store)
         self.query = QueryService(s.query, self.query_pipeline, self.store, self.catalog, self.registry)

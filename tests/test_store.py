@@ -22,7 +22,7 @@ def row(media: str, t: int, face: int, vec: np.ndarray, kind: int = pb.MEDIA_KIN
 
 @pytest.fixture
 def store(milvus_uri: str, collection_name: str):  # type: ignore[no-untyped-def]
-    s = FaceStore(milvus_uri, collection_name, "test-model", DIM)
+    s = FaceStore(milvus_uri, collection_name, "test-model", DIM, consistency="Strong")
     s.open()
     yield s
     s.client.drop_collection(collection_name)
@@ -69,3 +69,14 @@ def test_other_model_is_refused(store: FaceStore, milvus_uri: str, collection_na
     other = FaceStore(milvus_uri, collection_name, "another-model", DIM)
     with pytest.raises(IndexModelMismatch, match="test-model"):
         other.open()
+
+
+def test_session_consistency_sees_its_own_upserts_at_once(milvus_uri: str, collection_name: str) -> None:
+    store = FaceStore(milvus_uri, collection_name, "test-model", DIM, consistency="Session")
+    store.open()
+    try:
+        store.upsert([row("fresh", 0, 0, unit(42))])
+        assert [h.media_id for h in store.search(unit(42), 0.99, 10)] == ["fresh"]
+    finally:
+        store.client.drop_collection(collection_name)
+        store.close()

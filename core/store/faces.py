@@ -98,6 +98,7 @@ class FaceStore:
         dim: int,
         token: str | None = None,
         timeout_s: float = 10.0,
+        consistency: str = "Session",
     ) -> None:
         self.uri = uri
         self.collection = collection
@@ -105,6 +106,7 @@ class FaceStore:
         self.dim = dim
         self._token = token
         self._timeout = timeout_s
+        self.consistency = consistency
         self._client: MilvusClient | None = None
 
     @property
@@ -158,8 +160,10 @@ class FaceStore:
         index.add_index(
             field_name="embedding", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200}
         )
-        # Strong consistency: a face is searchable as soon as its upsert returns, no flush needed.
-        self.client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        # Growing segments are searched too: new faces need no flush to be found.
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level=self.consistency
+        )
         log.info("created collection %s for model %s (dim %d)", self.collection, self.model, self.dim)
 
     def upsert(self, rows: Sequence[FaceRow]) -> None:
@@ -205,6 +209,7 @@ class FaceStore:
                 filter=(where.expression() if where else ""),
                 output_fields=_OUTPUT_FIELDS,
                 search_params={"metric_type": "COSINE", "params": params},
+                consistency_level=self.consistency,
             )
         except MilvusException as exc:
             raise StoreUnavailable(f"search failed: {exc}") from exc
@@ -239,14 +244,21 @@ class FaceStore:
     def count(self, media_id: str | None = None) -> int:
         expr = f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""'
         try:
-            rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
+            rows = self.client.query(
+                self.collection, filter=expr, output_fields=["count(*)"], consistency_level=self.consistency
+            )
         except MilvusException as exc:
             raise StoreUnavailable(f"count failed: {exc}") from exc
         return int(rows[0]["count(*)"]) if rows else 0
 
     def keys(self, media_id: str) -> list[str]:
         """Primary keys of one media's faces (for tests and audits)."""
-        rows = self.client.query(self.collection, filter=f"media_id == {_quote(media_id)}", output_fields=["id"])
+        rows = self.client.query(
+            self.collection,
+            filter=f"media_id == {_quote(media_id)}",
+            output_fields=["id"],
+            consistency_level=self.consistency,
+        )
         return sorted(r["id"] for r in rows)
 
     def close(self) -> None:
