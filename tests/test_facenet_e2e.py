@@ -13,9 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from conftest import free_port, lfw, shared
 from facenet_pytorch import InceptionResnetV1
-from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 
 from rvs.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
@@ -24,6 +22,9 @@ from rvs.sampler.config import SamplerSettings
 from rvs.store.faces import FaceStore, IndexModelMismatch
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+from conftest import free_port, lfw, shared
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 
 pytestmark = pytest.mark.e2e
 

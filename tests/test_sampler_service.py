@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lfw
-from media_factory import cfr_times, write_video
 from prometheus_client import CollectorRegistry
 
 from rvs.bus.memory import MemoryFrameBus
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
 from rvs.v1 import rvs_pb2 as pb
+
+from conftest import lfw
+from media_factory import cfr_times, write_video
 
 
 class Recorder:
@@ -102,7 +103,7 @@ def test_slow_copy_is_ingested_once_complete(sampler, tmp_path: Path) -> None:  
 
 
 def test_copies_renames_and_restart_do_not_reingest(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    service, bus, events = sampler()
+    service, _, events = sampler()
     watch = tmp_path / "watch"
     shutil.copy(lfw("Colin_Powell", 1), watch / "a.jpg")
     wait_for(lambda: len(events.of("sampled")) == 1)
