@@ -38,17 +38,26 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
     background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (480, 270))
     photo = lfw("Tony_Blair", 1)
     centre = load_rgb(photo)[15:140, 20:130]  # the photo's own face only, not a neighbour at its edge
-    write_video(watch / "clip.mp4", scene(background, [Appearance(photo, 1, 3)], {photo: centre}),
-                cfr_times(4, 25), gop=25)
+    write_video(
+        watch / "clip.mp4", scene(background, [Appearance(photo, 1, 3)], {photo: centre}), cfr_times(4, 25), gop=25
+    )
     shutil.copy(lfw("Colin_Powell", 1), watch / "powell.jpg")
 
-    common = dict(data_dir=data, model="facenet-vggface2", weights_path=weights, milvus_uri=milvus_uri,
-                  collection=collection_name, metrics_port=0)
-    app = EmbeddedApp(EmbeddedSettings(
-        sampler=SamplerSettings(watch_dir=watch, data_dir=data, settle_s=0.2, scan_interval_s=0.2, metrics_port=0),
-        embedder=EmbedderSettings(**common),  # type: ignore[arg-type]
-        query=QuerySettings(**common, port=free_port()),  # type: ignore[arg-type]
-    ))
+    common = dict(
+        data_dir=data,
+        model="facenet-vggface2",
+        weights_path=weights,
+        milvus_uri=milvus_uri,
+        collection=collection_name,
+        metrics_port=0,
+    )
+    app = EmbeddedApp(
+        EmbeddedSettings(
+            sampler=SamplerSettings(watch_dir=watch, data_dir=data, settle_s=0.2, scan_interval_s=0.2, metrics_port=0),
+            embedder=EmbedderSettings(**common),  # type: ignore[arg-type]
+            query=QuerySettings(**common, port=free_port()),  # type: ignore[arg-type]
+        )
+    )
     app.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{app.query.port}") as channel:  # type: ignore[union-attr]

@@ -52,8 +52,9 @@ def sampler(tmp_path: Path) -> Iterator[Callable[..., tuple[SamplerService, Memo
 
     def make(**kw: object) -> tuple[SamplerService, MemoryFrameBus, Recorder]:
         (tmp_path / "watch").mkdir(exist_ok=True)
-        settings = SamplerSettings(watch_dir=tmp_path / "watch", data_dir=tmp_path / "data", settle_s=0.3,
-                                   scan_interval_s=0.1, **kw)  # type: ignore[arg-type]
+        settings = SamplerSettings(
+            watch_dir=tmp_path / "watch", data_dir=tmp_path / "data", settle_s=0.3, scan_interval_s=0.1, **kw
+        )  # type: ignore[arg-type]
         bus, events = MemoryFrameBus(capacity=1000), Recorder()
         service = SamplerService(settings, bus, events, CollectorRegistry())
         service.start()
@@ -80,7 +81,11 @@ def test_photos_videos_and_bad_files(sampler, tmp_path: Path) -> None:  # type: 
     wait_for(lambda: len(events.of("sampled")) == 2 and len(events.of("failed")) == 2)
     frames = drain(bus)
     assert sorted((Path(f.uri).name, f.sample_index, f.time_ms) for f in frames) == [
-        ("blair.jpg", 0, 0), ("clip.mp4", 0, 0), ("clip.mp4", 1, 1000), ("clip.mp4", 2, 2000)]
+        ("blair.jpg", 0, 0),
+        ("clip.mp4", 0, 0),
+        ("clip.mp4", 1, 1000),
+        ("clip.mp4", 2, 2000),
+    ]
     assert {e.failed.reason for e in events.of("failed")} == {"UNSUPPORTED_TYPE", "DECODE_ERROR"}
     video = next(f for f in frames if f.uri.endswith("clip.mp4"))
     assert video.encoding == pb.FRAME_ENCODING_JPEG and video.kind == pb.MEDIA_KIND_VIDEO
