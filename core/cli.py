@@ -85,61 +85,39 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_query(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry
-
-    from rvs.faces.pipeline import FacePipeline
+def _run_process(name: str, settings_cls: type, build: Any, args: argparse.Namespace) -> int:
     from rvs.faces.types import ModelUnavailable
     from rvs.logs import setup_logging
-    from rvs.metrics_http import MetricsEndpoint
-    from rvs.query.app import QueryService
-    from rvs.query.config import QuerySettings
-    from rvs.store.embedded_milvus import EmbeddedMilvus
-    from rvs.store.faces import FaceStore, IndexModelMismatch, StoreUnavailable
+    from rvs.store.faces import IndexModelMismatch, StoreUnavailable
 
-    settings = QuerySettings(**_overrides(args, QuerySettings))
+    settings = settings_cls(**_overrides(args, settings_cls))
     setup_logging(settings.log_level, settings.log_format)
-
-    class App:
-        def __init__(self) -> None:
-            self.registry = CollectorRegistry()
-            self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
-            self.milvus = (
-                None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port)
-            )
-            self.service: QueryService | None = None
-            self.store: FaceStore | None = None
-
-        def start(self) -> None:
-            self.metrics.start()
-            pipeline = FacePipeline(settings)
-            pipeline.load()
-            if self.milvus:
-                self.milvus.start()
-            uri = settings.milvus_uri or (self.milvus.uri if self.milvus else "")
-            token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-            self.store = FaceStore(
-                uri, settings.collection, pipeline.model_name, pipeline.dim, token, consistency=settings.consistency
-            )
-            self.store.open()
-            self.service = QueryService(settings, pipeline, self.store, None, self.registry)
-            self.service.start()
-            self.service.ready()
-
-        def stop(self) -> None:
-            if self.service:
-                self.service.stop()
-            if self.store:
-                self.store.close()
-            if self.milvus:
-                self.milvus.stop()
-            self.metrics.stop()
-
     try:
-        return _run_until_signal(App())
-    except (ModelUnavailable, IndexModelMismatch, StoreUnavailable, RuntimeError) as exc:
-        print(f"rvs query: {exc}", file=sys.stderr)
+        return _run_until_signal(build(settings))
+    except (ModelUnavailable, IndexModelMismatch, StoreUnavailable, ValueError, RuntimeError) as exc:
+        print(f"rvs {name}: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from rvs.query.config import QuerySettings
+    from rvs.query.process import QueryProcess
+
+    return _run_process("query", QuerySettings, QueryProcess, args)
+
+
+def cmd_sampler(args: argparse.Namespace) -> int:
+    from rvs.sampler.config import SamplerSettings
+    from rvs.sampler.process import SamplerProcess
+
+    return _run_process("sampler", SamplerSettings, SamplerProcess, args)
+
+
+def cmd_embedder(args: argparse.Namespace) -> int:
+    from rvs.embedder.config import EmbedderSettings
+    from rvs.embedder.process import EmbedderProcess
+
+    return _run_process("embedder", EmbedderSettings, EmbedderProcess, args)
 
 
 def _fmt_time(ms: int) -> str:
@@ -277,9 +255,30 @@ def build_parser() -> argparse.ArgumentParser:
     _service_flags(up, watch=True)
     up.set_defaults(func=cmd_up)
 
-    query = sub.add_parser("query", help="run the query service alone against a Milvus server")
+    query = sub.add_parser("query", help="distributed mode: the query service alone (Milvus server, Kafka events)")
     _service_flags(query, watch=False)
+    _flag(query, "--kafka-bootstrap", "Kafka bootstrap servers (for ListMedia/GetMedia)")
     query.set_defaults(func=cmd_query)
+
+    sampler = sub.add_parser("sampler", help="distributed mode: watch a folder and publish frames to Kafka")
+    _flag(sampler, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
+    sampler.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
+    _flag(sampler, "--kafka-bootstrap", "Kafka bootstrap servers")
+    _flag(sampler, "--data-dir", "directory for the watcher's state", type=Path, metavar="DIR")
+    _flag(sampler, "--metrics-port", "port of /metrics (0: off)", type=int)
+    _flag(sampler, "--log-format", "text or json")
+    sampler.set_defaults(func=cmd_sampler)
+
+    embedder = sub.add_parser("embedder", help="distributed mode: embed frames from Kafka into Milvus")
+    _flag(embedder, "--kafka-bootstrap", "Kafka bootstrap servers")
+    _flag(embedder, "--milvus-uri", "Milvus server")
+    _flag(embedder, "--model", "embedding model: facenet-vggface2, facenet-casia, dlib-resnet")
+    _flag(embedder, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
+    _flag(embedder, "--device", "torch device: auto, cpu, cuda")
+    _flag(embedder, "--batch-size", "frames per batch", type=int)
+    _flag(embedder, "--metrics-port", "port of /metrics (0: off)", type=int)
+    _flag(embedder, "--log-format", "text or json")
+    embedder.set_defaults(func=cmd_embedder)
 
     search = sub.add_parser("search", help="find the photos and video moments showing the person in PHOTO")
     search.add_argument("photo", help="query photo (JPEG, PNG, WebP)")

@@ -74,3 +74,24 @@ class StoreSettings(CommonSettings):
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     """Milvus read consistency. Session: a client sees its own writes at once and others' within
     Milvus's time tick (~200 ms), without Strong's wait for that tick on every search."""
+
+
+class BusSettings(CommonSettings):
+    """The bus between sampler and embedders: Kafka in distributed mode."""
+
+    kafka_bootstrap: str = ""
+    """Kafka bootstrap servers (host:port,...). Empty: in-process queue (embedded mode only)."""
+    frames_topic: str = "rvs.frames"
+    """Topic of sampled frames (rvs.v1.Frame)."""
+    events_topic: str = "rvs.media-events"
+    """Topic of media progress events (rvs.v1.MediaEvent)."""
+    dead_letter_topic: str = "rvs.dead-letter"
+    """Messages that cannot be processed, with the reason in a header."""
+    partitions: int = Field(12, ge=1)
+    """Partitions of the frames and events topics when rvs creates them: the most embedders that
+    can work at once."""
+    consumer_group: str = "rvs-embedders"
+    """Consumer group of the embedders."""
+    max_frame_bytes: int = Field(1_000_000, ge=20_000)
+    """Largest frame message on the bus (Kafka's default limit is 1 MB): a frame that would be larger
+    is re-encoded at lower JPEG quality, then smaller, until it fits."""

@@ -47,6 +47,21 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Apache Kafka broker (KRaft, jars from Maven Central) on loopback, once per session."""
+    import subprocess
+
+    script = ROOT / "deploy" / "kafka" / "kafka.sh"
+    broker_dir = tmp_path_factory.mktemp("kafka")
+    port = free_port()
+    subprocess.run(
+        ["bash", str(script), "start", str(broker_dir), str(port), str(free_port())], check=True, timeout=300
+    )
+    yield f"127.0.0.1:{port}"
+    subprocess.run(["bash", str(script), "stop", str(broker_dir)], check=True, timeout=60)
+
+
 @pytest.fixture
 def collection_name(request: pytest.FixtureRequest) -> str:
     """A collection of its own for each test."""

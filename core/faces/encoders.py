@@ -95,7 +95,6 @@ class FacenetEncoder(FaceEncoder):
 
     def crops(self, image: np.ndarray, detections: list[Detection]) -> torch.Tensor:
         """(n, 3, 160, 160) standardised crops, margin as in facenet-pytorch's extract_face."""
-        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float()
         height, width = image.shape[:2]
         out = []
         for det in detections:
@@ -105,7 +104,9 @@ class FacenetEncoder(FaceEncoder):
             left, top = int(max(x1 - mx / 2, 0)), int(max(y1 - my / 2, 0))
             right, bottom = int(min(x2 + mx / 2, width)), int(min(y2 + my / 2, height))
             right, bottom = max(right, left + 1), max(bottom, top + 1)
-            crop = tensor[:, top:bottom, left:right].unsqueeze(0)
+            # Copy only the crop: frames decoded from bytes are read-only arrays.
+            pixels = torch.from_numpy(image[top:bottom, left:right].copy()).to(self.device)
+            crop = pixels.permute(2, 0, 1).unsqueeze(0).float()
             out.append(F.interpolate(crop, size=(self.image_size, self.image_size), mode="area"))
         batch = torch.cat(out)
         return (batch - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization

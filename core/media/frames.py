@@ -26,6 +26,23 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def encode_jpeg_within(rgb: np.ndarray, quality: int, max_bytes: int) -> tuple[bytes, np.ndarray]:
+    """JPEG no larger than `max_bytes`: lower quality first (down to 50), then smaller frames.
+    Returns the bytes and the pixels actually encoded."""
+    while True:
+        data = encode_jpeg(rgb, quality)
+        if len(data) <= max_bytes:
+            return data, rgb
+        if quality > 50:
+            quality = max(50, quality - 15)
+            continue
+        height, width = rgb.shape[:2]
+        if max(height, width) <= 64:
+            raise ValueError(f"cannot encode a frame under {max_bytes} bytes")
+        size = (max(1, width * 3 // 4), max(1, height * 3 // 4))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+
+
 def decode_frame(frame: pb.Frame) -> np.ndarray:
     """RGB uint8 (H, W, 3) pixels of a bus frame."""
     try:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rvs.config import ModelSettings, StoreSettings
+from rvs.config import BusSettings, ModelSettings, StoreSettings
 
 
-class EmbedderSettings(ModelSettings, StoreSettings):
+class EmbedderSettings(ModelSettings, StoreSettings, BusSettings):
     batch_size: int = Field(16, ge=1, le=1024)
     """Frames per batch through detection and embedding."""
     max_wait_ms: int = Field(200, ge=0)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -31,3 +31,10 @@ class EmbedderMetrics:
             "rvs_upsert_seconds", "Milvus upsert time per batch.", buckets=_LATENCY, registry=registry
         )
         self.upsert_errors = Counter("rvs_milvus_upsert_errors", "Failed Milvus upserts.", registry=registry)
+        self.consumer_lag = Gauge(
+            "rvs_kafka_consumer_lag", "Frames waiting in each assigned partition.", ["partition"], registry=registry
+        )
+
+    def set_lag(self, lags: dict[int, int]) -> None:
+        for partition, lag in lags.items():
+            self.consumer_lag.labels(str(partition)).set(lag)

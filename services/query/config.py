@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rvs.config import ModelSettings, StoreSettings
+from rvs.config import BusSettings, ModelSettings, StoreSettings
 
 
-class QuerySettings(ModelSettings, StoreSettings):
+class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     host: str = "127.0.0.1"
     """Interface the gRPC server binds to (0.0.0.0 in containers)."""
     port: int = Field(50051, ge=0, le=65535)

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from rvs.config import CommonSettings
+from rvs.config import BusSettings
 
 
-class SamplerSettings(CommonSettings):
+class SamplerSettings(BusSettings):
     watch_dir: Path | None = None
     """Folder to watch for photos and videos (sub-folders included)."""
     fps: float = Field(1.0, gt=0, le=60)

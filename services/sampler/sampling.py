@@ -14,7 +14,7 @@ from PIL import Image
 from rvs.bus import EventPublisher, FramePublisher
 from rvs.logs import media_log
 from rvs.media.errors import DecodeError, MediaError
-from rvs.media.frames import encode_jpeg, fit_within
+from rvs.media.frames import encode_jpeg_within, fit_within
 from rvs.media.images import decode_image
 from rvs.media.video import VideoSampler
 from rvs.sampler.config import SamplerSettings
@@ -63,7 +63,10 @@ class MediaSampler:
     def _frame(self, job: MediaJob, index: int, time_ms: int, rgb: np.ndarray, scale: float) -> None:
         if self.stopping.is_set():
             raise Interrupted
-        data = encode_jpeg(rgb, self.settings.jpeg_quality)
+        original_width = rgb.shape[1] * scale
+        # Room for the message's other fields; the image is nearly all of it.
+        data, rgb = encode_jpeg_within(rgb, self.settings.jpeg_quality, self.settings.max_frame_bytes - 8192)
+        scale = original_width / rgb.shape[1]
         self.frames.publish(
             pb.Frame(
                 media_id=job.media_id,

@@ -1,0 +1,232 @@
+"""Kafka transport for distributed mode (kafka-python against a real Apache Kafka broker).
+
+Frames are keyed by (media id, sample index) so one long video spreads over every partition and
+so over every embedder of the consumer group; events are keyed by media id so each media item's
+events stay in order. The sampler's producer waits for acks=all; the embedder commits an offset
+only after the faces of everything before it are written to Milvus.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import OffsetAndMetadata
+
+from rvs.bus.base import BusClosed
+from rvs.config import BusSettings
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class BusUnavailable(RuntimeError):
+    """Kafka did not acknowledge what was published; the caller retries later."""
+
+
+def ensure_topics(settings: BusSettings) -> None:
+    """Create the topics if absent (partition count from the settings)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="rvs-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(settings.frames_topic, settings.partitions, 1),
+            NewTopic(settings.events_topic, settings.partitions, 1),
+            NewTopic(settings.dead_letter_topic, 1, 1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+                log.info("created topics %s", ", ".join(t.name for t in missing))
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+    finally:
+        admin.close()
+
+
+def _producer(settings: BusSettings) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        retries=2**31 - 1,
+        delivery_timeout_ms=120_000,
+        linger_ms=5,
+        max_request_size=max(settings.max_frame_bytes + 64_000, 1_048_576),
+    )
+
+
+class KafkaFramePublisher:
+    def __init__(self, settings: BusSettings) -> None:
+        self.settings = settings
+        self._producer = _producer(settings)
+        self._pending: list[FutureRecordMetadata] = []
+        self._lock = threading.Lock()
+
+    def publish(self, frame: pb.Frame) -> None:
+        value = frame.SerializeToString()
+        key = f"{frame.media_id}:{frame.sample_index}".encode()
+        future = self._producer.send(self.settings.frames_topic, key=key, value=value)
+        with self._lock:
+            self._pending.append(future)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until the broker acknowledged every published frame; raise BusUnavailable if not."""
+        self._producer.flush(timeout=timeout_s)
+        with self._lock:
+            pending, self._pending = self._pending, []
+        failed = [f.exception for f in pending if f.failed()]
+        unfinished = [f for f in pending if not f.is_done]
+        if failed or unfinished:
+            raise BusUnavailable(f"{len(failed) + len(unfinished)} frames not acknowledged: {failed[:1]}")
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class KafkaEventPublisher:
+    def __init__(self, settings: BusSettings) -> None:
+        self.topic = settings.events_topic
+        self._producer = _producer(settings)
+
+    def publish(self, event: pb.MediaEvent) -> None:
+        self._producer.send(self.topic, key=event.media_id.encode(), value=event.SerializeToString())
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class _Revocations(ConsumerRebalanceListener):
+    def __init__(self, on_revoked: Callable[[set[TopicPartition]], None]) -> None:
+        self._on_revoked = on_revoked
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+
+class KafkaFrameConsumer:
+    """One member of the embedders' consumer group."""
+
+    def __init__(self, settings: BusSettings, on_lag: Callable[[dict[int, int]], None] | None = None) -> None:
+        self.settings = settings
+        self._on_lag = on_lag
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=600_000,  # a CPU batch can take minutes
+            max_partition_fetch_bytes=max(settings.max_frame_bytes + 64_000, 1_048_576),
+        )
+        self._consumer.subscribe([settings.frames_topic], listener=_Revocations(self._revoked))
+        self._dead_letters = _producer(settings)
+        self._in_hand: dict[TopicPartition, int] = {}  # next offset to commit per partition
+        self._closed = False
+
+    def _revoked(self, partitions: set[TopicPartition]) -> None:
+        # Whatever we hold for these partitions is redone by their next owner: do not commit it.
+        for tp in partitions:
+            self._in_hand.pop(tp, None)
+
+    def poll(self, max_frames: int, max_wait_s: float) -> list[pb.Frame]:
+        if self._closed:
+            raise BusClosed("consumer closed")
+        records = self._consumer.poll(timeout_ms=int(max_wait_s * 1000), max_records=max_frames)
+        frames = []
+        for tp, batch in records.items():
+            for record in batch:
+                self._in_hand[tp] = record.offset + 1
+                try:
+                    frames.append(pb.Frame.FromString(record.value))
+                except Exception as exc:  # a message that is not a Frame: keep it, with the reason
+                    log.error(
+                        "frame at %s:%d is not a rvs.v1.Frame (%s); sent to %s",
+                        tp.partition,
+                        record.offset,
+                        exc,
+                        self.settings.dead_letter_topic,
+                    )
+                    self._dead_letters.send(
+                        self.settings.dead_letter_topic,
+                        key=record.key,
+                        value=record.value,
+                        headers=[("reason", b"UNPARSEABLE_FRAME"), ("error", str(exc).encode()[:500])],
+                    )
+        if self._on_lag is not None:
+            self._on_lag(self.lag())
+        return frames
+
+    def commit(self) -> None:
+        if not self._in_hand:
+            return
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._in_hand.items()}
+        try:
+            self._dead_letters.flush(timeout=30)
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced while this batch ran: its new owner redoes it (upserts are idempotent).
+            log.warning("commit refused after a rebalance (%s); the batch will be redone", exc)
+        except KafkaError as exc:
+            log.warning("commit failed (%s); the batch will be redone", exc)
+        self._in_hand.clear()
+
+    def lag(self) -> dict[int, int]:
+        """Messages behind the end of each assigned partition, from the last fetch (no round trip)."""
+        lags = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                lags[tp.partition] = max(0, end - self._consumer.position(tp))
+        return lags
+
+    def close(self) -> None:
+        self._closed = True
+        self._consumer.close()  # leaves the group, so the others take over at once
+        self._dead_letters.close(timeout=10)
+
+
+class EventFollower:
+    """Folds the events topic into a local catalog (query service in distributed mode)."""
+
+    def __init__(self, settings: BusSettings, apply: Callable[[pb.MediaEvent], None]) -> None:
+        self._apply = apply
+        self._consumer = KafkaConsumer(
+            settings.events_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,  # every query instance reads every event
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for batch in self._consumer.poll(timeout_ms=500).values():
+                    for record in batch:
+                        self._apply(pb.MediaEvent.FromString(record.value))
+            except Exception:  # keep following; a bad record must not stop the catalog
+                log.exception("applying media events failed")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()

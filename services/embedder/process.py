@@ -1,0 +1,65 @@
+"""`rvs embedder`: one member of the embedders' consumer group (distributed mode)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from rvs.bus.kafka import KafkaEventPublisher, KafkaFrameConsumer, ensure_topics
+from rvs.embedder.app import EmbedderService
+from rvs.embedder.config import EmbedderSettings
+from rvs.faces.pipeline import FacePipeline
+from rvs.metrics_http import MetricsEndpoint
+from rvs.store.embedded_milvus import EmbeddedMilvus
+from rvs.store.faces import FaceStore
+
+
+def open_store(settings: EmbedderSettings, pipeline: FacePipeline, milvus: EmbeddedMilvus | None) -> FaceStore:
+    uri = settings.milvus_uri or (milvus.uri if milvus else "")
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    store = FaceStore(
+        uri, settings.collection, pipeline.model_name, pipeline.dim, token, consistency=settings.consistency
+    )
+    store.open()
+    return store
+
+
+class EmbedderProcess:
+    def __init__(self, settings: EmbedderSettings) -> None:
+        if not settings.kafka_bootstrap or not settings.milvus_uri:
+            raise ValueError("rvs embedder needs RVS_KAFKA_BOOTSTRAP and RVS_MILVUS_URI (or run `rvs up`)")
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
+        self.pipeline = FacePipeline(settings)
+        self.service: EmbedderService | None = None
+        self.consumer: KafkaFrameConsumer | None = None
+        self.events: KafkaEventPublisher | None = None
+        self.store: FaceStore | None = None
+
+    def start(self) -> None:
+        self.metrics.start()
+        self.pipeline.load()
+        self.store = open_store(self.settings, self.pipeline, None)
+        ensure_topics(self.settings)
+        self.events = KafkaEventPublisher(self.settings)
+        self.consumer = KafkaFrameConsumer(self.settings, on_lag=lambda lags: self._set_lag(lags))
+        self.service = EmbedderService(
+            self.settings, self.consumer, self.events, self.pipeline, self.store, self.registry
+        )
+        self.service.start()
+
+    def _set_lag(self, lags: dict[int, int]) -> None:
+        if self.service:
+            self.service.metrics.set_lag(lags)
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop(drain_s=0)  # finish the batch in hand and commit it; the rest stays in Kafka
+        if self.events:
+            self.events.flush(30)
+            self.events.close()
+        if self.consumer:
+            self.consumer.close()
+        if self.store:
+            self.store.close()
+        self.metrics.stop()

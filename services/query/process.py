@@ -1,0 +1,63 @@
+"""`rvs query`: the query service alone. With Kafka it also keeps a catalog of every media item by
+following the events topic, so ListMedia/GetMedia work in distributed mode."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from rvs.bus.kafka import EventFollower, ensure_topics
+from rvs.catalog import Catalog, CatalogCollector
+from rvs.faces.pipeline import FacePipeline
+from rvs.metrics_http import MetricsEndpoint
+from rvs.query.app import QueryService
+from rvs.query.config import QuerySettings
+from rvs.store.embedded_milvus import EmbeddedMilvus
+from rvs.store.faces import FaceStore
+
+
+class QueryProcess:
+    def __init__(self, settings: QuerySettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
+        self.milvus = (
+            None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port)
+        )
+        self.catalog: Catalog | None = None
+        self.follower: EventFollower | None = None
+        self.service: QueryService | None = None
+        self.store: FaceStore | None = None
+
+    def start(self) -> None:
+        s = self.settings
+        self.metrics.start()
+        pipeline = FacePipeline(s)
+        pipeline.load()
+        if self.milvus:
+            self.milvus.start()
+        uri = s.milvus_uri or (self.milvus.uri if self.milvus else "")
+        token = s.milvus_token.get_secret_value() if s.milvus_token else None
+        self.store = FaceStore(uri, s.collection, pipeline.model_name, pipeline.dim, token, consistency=s.consistency)
+        self.store.open()
+        if s.kafka_bootstrap:
+            ensure_topics(s)
+            self.catalog = Catalog(s.data_dir / "query-catalog.db")
+            self.registry.register(CatalogCollector(self.catalog))
+            self.follower = EventFollower(s, self.catalog.apply)
+            self.follower.start()
+        self.service = QueryService(s, pipeline, self.store, self.catalog, self.registry)
+        self.service.start()
+        self.service.ready()
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop()
+        if self.follower:
+            self.follower.stop()
+        if self.catalog:
+            self.catalog.close()
+        if self.store:
+            self.store.close()
+        if self.milvus:
+            self.milvus.stop()
+        self.metrics.stop()
