@@ -169,6 +169,19 @@ def test_query_errors_have_documented_codes(running: Running) -> None:
         assert info.value.code() == code, (reason, info.value.details())
         assert _reason(info.value) == reason
         assert info.value.details()
+    with pytest.raises(grpc.RpcError) as info:  # over the request size limit: gRPC's own check
+        running.stub.Search(pb.SearchRequest(image=b"\0" * (21 * 1024 * 1024)), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    import io
+
+    from PIL import Image
+
+    huge = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(huge, format="PNG")  # 64 Mpx in a small file
+    with pytest.raises(grpc.RpcError) as info:
+        running.stub.Search(pb.SearchRequest(image=huge.getvalue()), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _reason(info.value) == "IMAGE_TOO_LARGE"
+    assert "50000000" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         running.stub.GetMedia(pb.GetMediaRequest(media_id="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
