@@ -1,119 +1,121 @@
 """Distributed mode as real processes: `rvs sampler`, several `rvs embedder` in one consumer
-group, and `rvs query`, joined by a real Kafka broker and a real Milvus server."""
+group and `rvs query`, joined by a real Kafka broker and a real Milvus server; with faults."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from cluster import Cluster, KafkaBroker, TcpProxy, scrape
 
-from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
-from rvs.v1 import rvs_pb2_grpc
 
-from conftest import free_port, lfw
+from conftest import lfw
 from corpus import BLAIR, BUSH, build_corpus, near, search, segments
 
 pytestmark = pytest.mark.e2e
 
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rvs", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+EXPECTED_STATES = {
+    "clip_a.mp4": pb.MEDIA_STATE_DONE,
+    "clip_b.mp4": pb.MEDIA_STATE_DONE,
+    "no_faces.mp4": pb.MEDIA_STATE_DONE,
+    "rumsfeld.jpg": pb.MEDIA_STATE_DONE,
+    "schroeder.jpg": pb.MEDIA_STATE_DONE,
+    "broken.mp4": pb.MEDIA_STATE_FAILED,
+}
 
 
-def test_sampler_two_embedders_and_query(tmp_path: Path, kafka_bootstrap: str, milvus_uri: str) -> None:
-    tag = uuid.uuid4().hex[:8]
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    build_corpus(watch)
-    env = {
-        **os.environ,
-        "RVS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "RVS_MILVUS_URI": milvus_uri,
-        "RVS_MODEL": "dlib-resnet",
-        "RVS_COLLECTION": f"dist_{tag}",
-        "RVS_FRAMES_TOPIC": f"frames-{tag}",
-        "RVS_EVENTS_TOPIC": f"events-{tag}",
-        "RVS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-        "RVS_CONSUMER_GROUP": f"embedders-{tag}",
-        "RVS_PARTITIONS": "4",
-        "RVS_SETTLE_S": "0.2",
-        "RVS_BATCH_SIZE": "4",
-    }
-    port, embed_ports = free_port(), [free_port(), free_port()]
-    commands = {
-        "query": ["query", "--port", str(port), "--metrics-port", str(free_port()), "--data-dir", str(tmp_path / "q")],
-        "embedder-0": ["embedder", "--metrics-port", str(embed_ports[0])],
-        "embedder-1": ["embedder", "--metrics-port", str(embed_ports[1])],
-        "sampler": [
-            "sampler",
-            "--watch",
-            str(watch),
-            "--data-dir",
-            str(tmp_path / "s"),
-            "--metrics-port",
-            str(free_port()),
-        ],
-    }
-    procs = {name: spawn(args, env, tmp_path / f"{name}.log") for name, args in commands.items()}
+def states(media: list[pb.Media]) -> dict[str, int]:
+    return {Path(m.uri).name: m.state for m in media}
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    build_corpus(folder)
+    return folder
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, watch: Path, kafka_bootstrap: str, milvus_uri: str) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, kafka_bootstrap, milvus_uri, watch)
+    yield c
+    c.stop()
+
+
+def test_scale_out_three_embedders(cluster: Cluster) -> None:
+    cluster.start(embedders=3)
+    media = cluster.wait_done(6)
+    assert states(media) == EXPECTED_STATES
+    stub = cluster.stub()
+    segs = segments(search(stub, lfw(BUSH, 10)))
+    assert near(segs["clip_a.mp4"], [(1000, 4000)]) and near(segs["clip_b.mp4"], [(2000, 6000)])
+    assert set(segments(search(stub, lfw(BLAIR, 10)))) == {"clip_a.mp4"}
+    cluster.assert_index_exact(media)
+    shares = [cluster.embedded(f"embedder-{i}") for i in range(3)]
+    assert all(s > 0 for s in shares), f"work not spread over the group: {shares}"
+    assert sum(shares) >= sum(m.frames_sampled for m in media)  # at least once each
+    assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
+
+
+def test_embedder_killed_mid_batch(cluster: Cluster) -> None:
+    cluster.start(embedders=2)
+    cluster.wait_until(lambda: cluster.embedded("embedder-1") >= 1, what="embedder-1 at work")
+    cluster.kill("embedder-1")  # SIGKILL: no commit, no goodbye to the group
+    media = cluster.wait_done(6)
+    assert states(media) == EXPECTED_STATES
+    cluster.assert_index_exact(media)
+    codes = cluster.stop()
+    assert codes.pop("embedder-1") == -signal.SIGKILL and set(codes.values()) == {0}
+
+
+def test_broker_restart_during_ingest(tmp_path: Path, watch: Path, milvus_uri: str) -> None:
+    broker = KafkaBroker(tmp_path / "broker")
+    broker.start()
+    cluster = Cluster(tmp_path, broker.bootstrap, milvus_uri, watch)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = rvs_pb2_grpc.SearchServiceStub(channel)
-            deadline = time.monotonic() + 300
-            media: list[pb.Media] = []
-            while time.monotonic() < deadline:
-                for name, p in procs.items():
-                    assert p.poll() is None, f"{name} exited: {(tmp_path / (name + '.log')).read_text()[-3000:]}"
-                try:
-                    media = list(stub.ListMedia(pb.ListMediaRequest(), timeout=5).media)
-                except grpc.RpcError:
-                    media = []
-                if len(media) == 6 and all(m.state in (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED) for m in media):
-                    break
-                time.sleep(1)
-            states = {Path(m.uri).name: pb.MediaState.Name(m.state) for m in media}
-            assert states == {
-                "clip_a.mp4": "MEDIA_STATE_DONE",
-                "clip_b.mp4": "MEDIA_STATE_DONE",
-                "no_faces.mp4": "MEDIA_STATE_DONE",
-                "rumsfeld.jpg": "MEDIA_STATE_DONE",
-                "schroeder.jpg": "MEDIA_STATE_DONE",
-                "broken.mp4": "MEDIA_STATE_FAILED",
-            }
-
-            segs = segments(search(stub, lfw(BUSH, 10)))
-            assert near(segs["clip_a.mp4"], [(1000, 4000)]) and near(segs["clip_b.mp4"], [(2000, 6000)])
-            assert set(segments(search(stub, lfw(BLAIR, 10)))) == {"clip_a.mp4"}
-
-        # The index holds exactly the faces the status reports: none lost, none duplicated.
-        store = FaceStore(milvus_uri, f"dist_{tag}", "dlib-resnet", 128, consistency="Strong")
-        store.open()
-        for m in media:
-            keys = store.keys(m.media_id)
-            assert len(keys) == len(set(keys)) == m.faces_found, m.uri
-        store.close()
-        # Both members of the group did part of the work.
-        shares = [scrape(p).get("rvs_frames_embedded_total", 0) for p in embed_ports]
-        assert all(s > 0 for s in shares), shares
-        assert sum(shares) >= 12 + 10 + 6 + 2
+        cluster.start(embedders=1)
+        cluster.wait_until(lambda: cluster.embedded("embedder-0") >= 1, what="first frames embedded")
+        broker.stop()
+        shutil.copy(lfw("Colin_Powell", 2), watch / "late.jpg")  # arrives while the broker is down
+        time.sleep(10)
+        broker.start()
+        media = cluster.wait_done(7)
+        assert states(media) == {**EXPECTED_STATES, "late.jpg": pb.MEDIA_STATE_DONE}
+        cluster.assert_index_exact(media)
+        assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        codes = {name: p.wait(timeout=90) for name, p in procs.items()}
-    assert codes == dict.fromkeys(procs, 0), {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in procs}
+        cluster.stop()
+        broker.stop()
+
+
+def test_milvus_outage_during_ingest(tmp_path: Path, watch: Path, kafka_bootstrap: str, milvus_uri: str) -> None:
+    # The embedders reach Milvus through a proxy that goes away for 20 s: to them Milvus is gone
+    # (connections reset, new ones refused), and then back. The query service keeps a direct line.
+    proxy = TcpProxy(int(milvus_uri.rsplit(":", 1)[1]))
+    proxy.up()
+    cluster = Cluster(tmp_path, kafka_bootstrap, milvus_uri, watch)
+    cluster.env_for["embedder-0"] = {"RVS_MILVUS_URI": f"http://127.0.0.1:{proxy.port}"}
+    try:
+        cluster.start(embedders=1)
+        cluster.wait_until(lambda: cluster.embedded("embedder-0") >= 1, what="first frames embedded")
+        proxy.down()
+        shutil.copy(lfw("Colin_Powell", 2), watch / "late.jpg")  # work that certainly needs Milvus
+        errors = lambda: scrape(cluster.metrics_ports["embedder-0"]).get("rvs_milvus_upsert_errors_total", 0)  # noqa: E731
+        cluster.wait_until(lambda: errors() > 0, 60, "upsert errors while Milvus is away")
+        time.sleep(20)
+        stalled = cluster.media()
+        assert not all(m.state in (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED) for m in stalled)
+        proxy.up()
+        media = cluster.wait_done(7)
+        assert states(media) == {**EXPECTED_STATES, "late.jpg": pb.MEDIA_STATE_DONE}
+        cluster.assert_index_exact(media)
+        assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
+    finally:
+        cluster.stop()
+        proxy.down()

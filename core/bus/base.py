@@ -9,6 +9,10 @@ class BusClosed(RuntimeError):
     """The bus is shutting down; the caller stops publishing or polling."""
 
 
+class BusUnavailable(RuntimeError):
+    """The bus did not acknowledge what was published; the publisher tries again later."""
+
+
 class FramePublisher(Protocol):
     def publish(self, frame: pb.Frame) -> None:
         """Queue one frame; blocks while the bus is full (back-pressure). Raises BusClosed."""

@@ -19,15 +19,11 @@ from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
-from rvs.bus.base import BusClosed
+from rvs.bus.base import BusClosed, BusUnavailable
 from rvs.config import BusSettings
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-
-class BusUnavailable(RuntimeError):
-    """Kafka did not acknowledge what was published; the caller retries later."""
 
 
 def ensure_topics(settings: BusSettings) -> None:

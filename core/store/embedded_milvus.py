@@ -27,6 +27,10 @@ class EmbeddedMilvus:
         self._pid_file = data_dir / "milvus.pid"
 
     @property
+    def pid(self) -> int | None:
+        return self._server.server_proc.pid if self._server is not None else None
+
+    @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

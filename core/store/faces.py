@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -112,20 +113,32 @@ class FaceStore:
     @property
     def client(self) -> MilvusClient:
         if self._client is None:
-            raise StoreUnavailable("the face store is not open")
+            # (Re)connect lazily: after an outage a fresh channel is up at once, where the old one
+            # would wait out gRPC's reconnect back-off.
+            try:
+                self._client = MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout)
+            except MilvusException as exc:
+                raise StoreUnavailable(f"cannot connect to Milvus at {self.uri}: {exc}") from exc
         return self._client
+
+    def _failed(self, what: str, exc: MilvusException) -> StoreUnavailable:
+        """Drop the connection so the next call reconnects, and describe the failure."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        return StoreUnavailable(f"{what} failed: {exc}")
 
     def open(self) -> None:
         """Connect and create the collection if absent; refuse a collection made by another model."""
         try:
-            self._client = MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout)
-            if self._client.has_collection(self.collection):
+            if self.client.has_collection(self.collection):
                 self._check_model()
             else:
                 self._create()
-            self._client.load_collection(self.collection)
+            self.client.load_collection(self.collection)
         except MilvusException as exc:
-            raise StoreUnavailable(f"Milvus at {self.uri}: {exc}") from exc
+            raise self._failed(f"opening Milvus at {self.uri}", exc) from exc
 
     def _identity(self) -> str:
         return json.dumps({"rvs_model": self.model, "dim": self.dim})
@@ -189,9 +202,9 @@ class FaceStore:
             for r in rows
         ]
         try:
-            self.client.upsert(self.collection, data)
+            self.client.upsert(self.collection, data, timeout=self._timeout)
         except MilvusException as exc:
-            raise StoreUnavailable(f"upsert of {len(rows)} faces failed: {exc}") from exc
+            raise self._failed(f"upsert of {len(rows)} faces", exc) from exc
 
     def search(
         self, vector: np.ndarray, min_score: float, limit: int, where: SearchFilter | None = None
@@ -210,9 +223,10 @@ class FaceStore:
                 output_fields=_OUTPUT_FIELDS,
                 search_params={"metric_type": "COSINE", "params": params},
                 consistency_level=self.consistency,
+                timeout=self._timeout,
             )
         except MilvusException as exc:
-            raise StoreUnavailable(f"search failed: {exc}") from exc
+            raise self._failed("search", exc) from exc
         hits = []
         for hit in results[0]:
             e = hit["entity"]
@@ -236,19 +250,25 @@ class FaceStore:
 
     def delete_media(self, media_id: str) -> int:
         try:
-            result = self.client.delete(self.collection, filter=f"media_id == {_quote(media_id)}")
+            result = self.client.delete(
+                self.collection, filter=f"media_id == {_quote(media_id)}", timeout=self._timeout
+            )
         except MilvusException as exc:
-            raise StoreUnavailable(f"delete of {media_id} failed: {exc}") from exc
+            raise self._failed(f"delete of {media_id}", exc) from exc
         return int(result.get("delete_count", 0)) if isinstance(result, dict) else len(result)
 
     def count(self, media_id: str | None = None) -> int:
         expr = f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""'
         try:
             rows = self.client.query(
-                self.collection, filter=expr, output_fields=["count(*)"], consistency_level=self.consistency
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                consistency_level=self.consistency,
+                timeout=self._timeout,
             )
         except MilvusException as exc:
-            raise StoreUnavailable(f"count failed: {exc}") from exc
+            raise self._failed("count", exc) from exc
         return int(rows[0]["count(*)"]) if rows else 0
 
     def keys(self, media_id: str) -> list[str]:

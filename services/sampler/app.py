@@ -52,6 +52,7 @@ class SamplerService:
         self._sampler = MediaSampler(settings, frames, events, self.metrics, self._stopping)
         self._jobs: queue.Queue[MediaJob] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._retry_s = 5.0
 
     def requeue(self, media_ids: set[str]) -> None:
         """Sample these again at start (embedded mode: their frames were in memory when rvs stopped)."""
@@ -163,5 +164,7 @@ class SamplerService:
             try:
                 if self._sampler.run(job):
                     self.state.set_status(job.media_id, "sampled")
+                elif not self._stopping.wait(self._retry_s):
+                    self._jobs.put(job)  # the bus was unavailable: publish the whole item again later
             finally:
                 self._jobs.task_done()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rvs.bus import EventPublisher, FramePublisher
+from rvs.bus import BusUnavailable, EventPublisher, FramePublisher
 from rvs.logs import media_log
 from rvs.media.errors import DecodeError, MediaError
 from rvs.media.frames import encode_jpeg_within, fit_within
@@ -88,7 +88,7 @@ class MediaSampler:
 
     def run(self, job: MediaJob) -> bool:
         """Sample one media item. True when every frame was published (or it failed for good);
-        False when interrupted by shutdown."""
+        False when it must be tried again: interrupted by shutdown, or the bus was unavailable."""
         extra = media_log(job.media_id)
         kind_label = "image" if job.kind == pb.MEDIA_KIND_IMAGE else "video"
         started = time.monotonic()
@@ -101,6 +101,9 @@ class MediaSampler:
             self.frames.flush()
         except Interrupted:
             log.info("sampling of %s interrupted by shutdown; it resumes at the next start", job.uri, extra=extra)
+            return False
+        except BusUnavailable as exc:
+            log.warning("bus unavailable while sampling %s (%s); will sample it again", job.uri, exc, extra=extra)
             return False
         except MediaError as exc:
             self._fail(job, exc.reason, exc.detail)
