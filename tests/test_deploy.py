@@ -1,0 +1,76 @@
+"""deploy/: compose validates, and every command, flag and RVS_ variable in it exists in the code;
+the Grafana dashboard only queries metrics the services export."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from rvs.catalog import Catalog, CatalogCollector
+from rvs.cli import build_parser
+from rvs.embedder.config import EmbedderSettings
+from rvs.embedder.metrics import EmbedderMetrics
+from rvs.query.config import QuerySettings
+from rvs.query.metrics import QueryMetrics
+from rvs.sampler.config import SamplerSettings
+from rvs.sampler.metrics import SamplerMetrics
+
+from conftest import ROOT
+
+SETTINGS = {"sampler": SamplerSettings, "embedder": EmbedderSettings, "query": QuerySettings}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:  # type: ignore[type-arg]
+    docker = shutil.which("docker")
+    assert docker, "the docker client is needed to validate deploy/compose.yml (.ci/run installs compose)"
+    out = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/usr/local/bin:/bin", "HOME": str(__import__("pathlib").Path.home())},
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> None:  # type: ignore[type-arg]
+    parser = build_parser()
+    built = {name: svc for name, svc in compose["services"].items() if "build" in svc}
+    assert set(built) == {"sampler", "embedder", "query"}
+    for name, svc in built.items():
+        command = svc["command"]
+        assert command[0] == name
+        args = parser.parse_args(command)  # unknown sub-commands or flags exit here
+        assert args.func.__name__ == f"cmd_{name}"
+        fields = SETTINGS[name].model_fields
+        for var in svc["environment"]:
+            if var.startswith("RVS_"):
+                assert var[4:].lower() in fields, f"{name}: {var} is not a setting of {SETTINGS[name].__name__}"
+        SETTINGS[name](**{k[4:].lower(): v for k, v in svc["environment"].items() if k.startswith("RVS_")})
+
+
+def test_embedder_reserves_a_gpu_and_can_scale(compose: dict) -> None:  # type: ignore[type-arg]
+    embedder = compose["services"]["embedder"]
+    devices = embedder["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "container_name" not in embedder and not embedder.get("ports")  # replicas must not collide
+
+
+def test_dashboard_queries_only_exported_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    registry = CollectorRegistry()
+    SamplerMetrics(registry)
+    EmbedderMetrics(registry)
+    QueryMetrics(registry)
+    registry.register(CatalogCollector(Catalog(tmp_path / "c.db")))
+    names = {"rvs_index_faces"} | {family.name for family in registry.collect()}
+    exported = {n + suffix for n in names for suffix in ("", "_total", "_bucket", "_sum", "_count")}
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "rvs.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"\brvs_[a-z_]+", t["expr"])}
+    assert used, "the dashboard queries nothing"
+    assert used <= exported, f"dashboard queries unknown metrics: {sorted(used - exported)}"
