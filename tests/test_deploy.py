@@ -33,7 +33,6 @@ def compose() -> dict:  # type: ignore[type-arg]
         [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/usr/local/bin:/bin", "HOME": str(__import__("pathlib").Path.home())},
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)

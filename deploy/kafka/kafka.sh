@@ -4,6 +4,7 @@
 #   kafka.sh classpath                    resolve the jars (Maven Central, cached in ~/.m2)
 #   kafka.sh start DIR [PORT] [CTRL_PORT] format DIR (once) and start a broker there; waits until it listens
 #   kafka.sh stop DIR                     stop the broker started in DIR (SIGTERM, then SIGKILL)
+#   kafka.sh consumer-groups ARGS...      Kafka's kafka-consumer-groups tool (e.g. --describe --group G)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${RVS_KAFKA_CACHE:-$HOME/.cache/rvs}"
@@ -77,5 +78,6 @@ case "${1:-}" in
   classpath) classpath ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 classpath | start DIR [PORT] [CTRL_PORT] | stop DIR" >&2; exit 2 ;;
+  consumer-groups) shift; exec java -cp "$(classpath)" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+  *) echo "usage: $0 classpath | start DIR [PORT] [CTRL_PORT] | stop DIR | consumer-groups ARGS" >&2; exit 2 ;;
 esac
