@@ -23,12 +23,13 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from common import ROOT, SHARED, save, talking_head_clip
 from prometheus_client.parser import text_string_to_metric_families
 
 from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+from common import ROOT, SHARED, save, talking_head_clip
 
 KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
 
@@ -46,32 +47,83 @@ def embedded_total(ports: list[int]) -> float:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         except OSError:
             continue
-        total += sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                     if s.name == "rvs_frames_embedded_total")
+        total += sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "rvs_frames_embedded_total"
+        )
     return total
 
 
 def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], frames: int) -> dict[str, object]:
     tag = f"b{n}_{int(time.time())}"
-    env = {**os.environ, "RVS_KAFKA_BOOTSTRAP": bootstrap, "RVS_MILVUS_URI": milvus_uri, "RVS_MODEL": "dlib-resnet",
-           "RVS_COLLECTION": tag, "RVS_FRAMES_TOPIC": f"f-{tag}", "RVS_EVENTS_TOPIC": f"e-{tag}",
-           "RVS_CONSUMER_GROUP": f"g-{tag}", "RVS_PARTITIONS": "6", "RVS_SETTLE_S": "0.2", "RVS_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "RVS_KAFKA_BOOTSTRAP": bootstrap,
+        "RVS_MILVUS_URI": milvus_uri,
+        "RVS_MODEL": "dlib-resnet",
+        "RVS_COLLECTION": tag,
+        "RVS_FRAMES_TOPIC": f"f-{tag}",
+        "RVS_EVENTS_TOPIC": f"e-{tag}",
+        "RVS_CONSUMER_GROUP": f"g-{tag}",
+        "RVS_PARTITIONS": "6",
+        "RVS_SETTLE_S": "0.2",
+        "RVS_LOG_LEVEL": "WARNING",
+    }
     watch = tmp / tag
     watch.mkdir()
     ports = [free_port() for _ in range(n)]
-    procs = [subprocess.Popen([sys.executable, "-m", "rvs", "embedder", "--metrics-port", str(p)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rvs", "embedder", "--metrics-port", str(p)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
     query_port = free_port()
-    procs.append(subprocess.Popen([sys.executable, "-m", "rvs", "query", "--port", str(query_port), "--metrics-port",
-                                   "0", "--data-dir", str(tmp / f"q-{tag}")], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rvs",
+                "query",
+                "--port",
+                str(query_port),
+                "--metrics-port",
+                "0",
+                "--data-dir",
+                str(tmp / f"q-{tag}"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     try:
         time.sleep(25)  # models loaded, group joined
         for clip in clips:
             shutil.copy(clip, watch / f"{clip.stem}-{tag}.mp4")
-        sampler = subprocess.Popen([sys.executable, "-m", "rvs", "sampler", "--watch", str(watch), "--data-dir",
-                                    str(tmp / f"s-{tag}"), "--metrics-port", "0"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sampler = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rvs",
+                "sampler",
+                "--watch",
+                str(watch),
+                "--data-dir",
+                str(tmp / f"s-{tag}"),
+                "--metrics-port",
+                "0",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(sampler)
         start = None
         lag_report = ""
@@ -79,9 +131,20 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
             if start is None and embedded_total(ports) > 0:
                 start = time.monotonic()
             if start and not lag_report and time.monotonic() - start > 5:
-                lag_report = subprocess.run(["bash", str(KAFKA), "consumer-groups", "--bootstrap-server", bootstrap,
-                                             "--describe", "--group", f"g-{tag}"], capture_output=True,
-                                            text=True).stdout
+                lag_report = subprocess.run(
+                    [
+                        "bash",
+                        str(KAFKA),
+                        "consumer-groups",
+                        "--bootstrap-server",
+                        bootstrap,
+                        "--describe",
+                        "--group",
+                        f"g-{tag}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                ).stdout
             time.sleep(0.2)
         elapsed = time.monotonic() - (start or time.monotonic())
         # End to end: a photo lands in the folder; how long until Search finds it?
@@ -93,8 +156,14 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
             stub = rvs_pb2_grpc.SearchServiceStub(ch)
             while not stub.Search(pb.SearchRequest(image=query, min_score=0.85)).images:
                 time.sleep(0.1)
-        return {"embedders": n, "frames": frames, "seconds": elapsed, "frames_per_s": (frames - 1) / elapsed,
-                "file_to_searchable_s": time.monotonic() - landed, "consumer_groups_describe": lag_report}
+        return {
+            "embedders": n,
+            "frames": frames,
+            "seconds": elapsed,
+            "frames_per_s": (frames - 1) / elapsed,
+            "file_to_searchable_s": time.monotonic() - landed,
+            "consumer_groups_describe": lag_report,
+        }
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -119,20 +188,27 @@ def main() -> None:
         try:
             for n in (int(x) for x in args.embedders.split(",")):
                 rows.append(run(n, tmp, f"127.0.0.1:{kafka_port}", milvus.uri, clips, frames))
-                print(f"{n} embedder(s): {rows[-1]['frames_per_s']:.2f} frames/s, "
-                      f"file to searchable {rows[-1]['file_to_searchable_s']:.1f} s", flush=True)
+                print(
+                    f"{n} embedder(s): {rows[-1]['frames_per_s']:.2f} frames/s, "
+                    f"file to searchable {rows[-1]['file_to_searchable_s']:.1f} s",
+                    flush=True,
+                )
         finally:
             milvus.stop()
             subprocess.run(["bash", str(KAFKA), "stop", str(tmp / "kafka")], check=True)
     base = rows[0]["frames_per_s"]
     print(f"\n{'embedders':>9} {'frames/s':>9} {'vs 1':>6} {'file->searchable s':>19}")
     for r in rows:
-        print(f"{r['embedders']:>9} {r['frames_per_s']:9.2f} {r['frames_per_s'] / base:5.2f}x"  # type: ignore[operator]
-              f" {r['file_to_searchable_s']:19.1f}")
+        print(
+            f"{r['embedders']:>9} {r['frames_per_s']:9.2f} {r['frames_per_s'] / base:5.2f}x"  # type: ignore[operator]
+            f" {r['file_to_searchable_s']:19.1f}"
+        )
     for r in rows:
         if r["consumer_groups_describe"]:
-            print(f"\nkafka-consumer-groups --describe, {r['embedders']} embedder(s), mid-run:\n"
-                  f"{r['consumer_groups_describe']}")
+            print(
+                f"\nkafka-consumer-groups --describe, {r['embedders']} embedder(s), mid-run:\n"
+                f"{r['consumer_groups_describe']}"
+            )
     print("wrote", save("distributed", {"rows": rows, "clip": "60 s 720p H.264 talking head, 1 fps"}))
 
 
