@@ -104,7 +104,29 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
         )
     )
     try:
-        time.sleep(25)  # models loaded, group joined
+        # Every embedder has loaded its model and joined the group before any frame arrives, so the
+        # figure measures steady work, not start-up and rebalancing.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            members = subprocess.run(
+                [
+                    "bash",
+                    str(KAFKA),
+                    "consumer-groups",
+                    "--bootstrap-server",
+                    bootstrap,
+                    "--describe",
+                    "--members",
+                    "--group",
+                    f"g-{tag}",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+            if sum(1 for line in members.splitlines() if "kafka-python" in line) >= n:
+                break
+            time.sleep(1)
+        time.sleep(3)
         for clip in clips:
             shutil.copy(clip, watch / f"{clip.stem}-{tag}.mp4")
         sampler = subprocess.Popen(

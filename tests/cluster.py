@@ -96,10 +96,14 @@ class Cluster:
         self.spawn("query", "query", "--port", str(self.port), "--data-dir", str(self.tmp / "query"))
         for i in range(embedders):
             self.spawn(f"embedder-{i}", "embedder")
+        # Every embedder has joined the group before the first frame, so each gets a share.
+        names = [f"embedder-{i}" for i in range(embedders)]
+        self.wait_until(lambda: all("assigned partitions" in self.log(n) for n in names), 180, "the group")
+        time.sleep(2)
         self.spawn("sampler", "sampler", "--watch", str(self.watch), "--data-dir", str(self.tmp / "sampler"))
 
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+    def log(self, name: str, tail: int = 20_000) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")[-tail:]
 
     def stub(self) -> rvs_pb2_grpc.SearchServiceStub:
         return rvs_pb2_grpc.SearchServiceStub(grpc.insecure_channel(f"127.0.0.1:{self.port}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,8 +130,24 @@ class FaceStore:
             self._client = None
         return StoreUnavailable(f"{what} failed: {exc}")
 
-    def open(self) -> None:
-        """Connect and create the collection if absent; refuse a collection made by another model."""
+    def open(self, wait_s: float = 60.0) -> None:
+        """Connect and create the collection if absent; refuse a collection made by another model.
+
+        Waits up to `wait_s` for Milvus to be reachable and for a collection that another service
+        is creating at the same moment to be ready (it has no index for a short while)."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.5
+        while True:
+            try:
+                return self._open()
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("Milvus not ready (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _open(self) -> None:
         try:
             if self.client.has_collection(self.collection):
                 self._check_model()
