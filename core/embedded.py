@@ -22,7 +22,7 @@ from rvs.query.config import QuerySettings
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
 from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceStore, StoreUnavailable
+from rvs.store.faces import FaceStore, StoreUnavailable, open_face_store
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,7 @@ class EmbeddedApp:
         if self.milvus is not None:
             self.milvus.start()
         uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
-        token = s.query.milvus_token.get_secret_value() if s.query.milvus_token else None
-        self.store = FaceStore(
-            uri,
-            s.query.collection,
-            self.query_pipeline.model_name,
-            self.query_pipeline.dim,
-            token,
-            consistency=s.query.consistency,
-        )
-        self.store.open()
+        self.store = open_face_store(s.query, uri, self.query_pipeline.model_name, self.query_pipeline.dim)
         events = LocalEvents(self.catalog, self.store)
         self.query = QueryService(s.query, self.query_pipeline, self.store, self.catalog, self.registry)
         self.query.start()

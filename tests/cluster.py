@@ -212,11 +212,8 @@ class TcpProxy:
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):  # either side went away: the pipe is done
             while data := src.recv(65536):
                 dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)

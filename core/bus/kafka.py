@@ -8,6 +8,7 @@ only after the faces of everything before it are written to Milvus.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -38,11 +39,9 @@ def ensure_topics(settings: BusSettings) -> None:
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 admin.create_topics(missing)
                 log.info("created topics %s", ", ".join(t.name for t in missing))
-            except TopicAlreadyExistsError:
-                pass  # another service created them first
     finally:
         admin.close()
 

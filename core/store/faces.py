@@ -13,6 +13,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from rvs.config import StoreSettings
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,14 @@ class FaceStore:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def open_face_store(settings: StoreSettings, uri: str, model: str, dim: int) -> FaceStore:
+    """The face store a service's settings describe, connected and ready (`uri`: where Milvus is)."""
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    store = FaceStore(uri, settings.collection, model, dim, token, consistency=settings.consistency)
+    store.open()
+    return store
 
 
 KIND_BY_FILTER = {

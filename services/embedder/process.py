@@ -9,18 +9,7 @@ from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
 from rvs.metrics_http import MetricsEndpoint
-from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceStore
-
-
-def open_store(settings: EmbedderSettings, pipeline: FacePipeline, milvus: EmbeddedMilvus | None) -> FaceStore:
-    uri = settings.milvus_uri or (milvus.uri if milvus else "")
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = FaceStore(
-        uri, settings.collection, pipeline.model_name, pipeline.dim, token, consistency=settings.consistency
-    )
-    store.open()
-    return store
+from rvs.store.faces import FaceStore, open_face_store
 
 
 class EmbedderProcess:
@@ -39,7 +28,9 @@ class EmbedderProcess:
     def start(self) -> None:
         self.metrics.start()
         self.pipeline.load()
-        self.store = open_store(self.settings, self.pipeline, None)
+        self.store = open_face_store(
+            self.settings, self.settings.milvus_uri, self.pipeline.model_name, self.pipeline.dim
+        )
         ensure_topics(self.settings)
         self.events = KafkaEventPublisher(self.settings)
         self.consumer = KafkaFrameConsumer(self.settings, on_lag=lambda lags: self._set_lag(lags))

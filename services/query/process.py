@@ -12,7 +12,7 @@ from rvs.metrics_http import MetricsEndpoint
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
 from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceStore
+from rvs.store.faces import FaceStore, open_face_store
 
 
 class QueryProcess:
@@ -36,9 +36,7 @@ class QueryProcess:
         if self.milvus:
             self.milvus.start()
         uri = s.milvus_uri or (self.milvus.uri if self.milvus else "")
-        token = s.milvus_token.get_secret_value() if s.milvus_token else None
-        self.store = FaceStore(uri, s.collection, pipeline.model_name, pipeline.dim, token, consistency=s.consistency)
-        self.store.open()
+        self.store = open_face_store(s, uri, pipeline.model_name, pipeline.dim)
         if s.kafka_bootstrap:
             ensure_topics(s)
             self.catalog = Catalog(s.data_dir / "query-catalog.db")
