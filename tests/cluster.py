@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -98,7 +99,8 @@ class Cluster:
             self.spawn(f"embedder-{i}", "embedder")
         # Every embedder has joined the group before the first frame, so each gets a share.
         names = [f"embedder-{i}" for i in range(embedders)]
-        self.wait_until(lambda: all("assigned partitions" in self.log(n) for n in names), 180, "the group")
+        joined = re.compile(r"assigned partitions \[\d")  # a share of the partitions, not an empty one
+        self.wait_until(lambda: all(joined.search(self.log(n)) for n in names), 180, "the group")
         time.sleep(2)
         self.spawn("sampler", "sampler", "--watch", str(self.watch), "--data-dir", str(self.tmp / "sampler"))
 

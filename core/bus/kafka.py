@@ -124,6 +124,9 @@ class KafkaFrameConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,  # a CPU batch can take minutes
+            # A topic created a moment ago has no partitions in the first metadata: look again soon
+            # rather than after the default 5 minutes, so the group gets its partitions at once.
+            metadata_max_age_ms=5_000,
             max_partition_fetch_bytes=max(settings.max_frame_bytes + 64_000, 1_048_576),
         )
         self._consumer.subscribe([settings.frames_topic], listener=_Revocations(self._revoked))
