@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS media (
     frames_embedded INTEGER NOT NULL DEFAULT 0,
     faces_found INTEGER NOT NULL DEFAULT 0,
     duration_ms INTEGER NOT NULL DEFAULT 0,
+    frames_expected INTEGER NOT NULL DEFAULT 0,
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
     error_reason TEXT NOT NULL DEFAULT '',
@@ -75,6 +76,7 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         faces_found=row["faces_found"],
         sampling_complete=row["frame_count"] is not None,
         duration_ms=row["duration_ms"],
+        frames_expected=row["frame_count"] if row["frame_count"] is not None else row["frames_expected"],
         error_reason=row["error_reason"],
         error_detail=row["error_detail"],
         source=row["source"],
@@ -91,6 +93,9 @@ class Catalog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(media)")}
+        if "frames_expected" not in columns:  # a catalog written before rvs 0.2
+            self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -126,8 +131,8 @@ class Catalog:
                 # A restart samples again from the start: clear a previous failure, keep embedded frames.
                 db.execute(
                     "UPDATE media SET sampling_started=1, frame_count=NULL, error_reason='', error_detail='',"
-                    " duration_ms=MAX(duration_ms, ?), updated_at_ms=? WHERE media_id=?",
-                    (event.sampling_started.duration_ms, at, mid),
+                    " duration_ms=MAX(duration_ms, ?), frames_expected=?, updated_at_ms=? WHERE media_id=?",
+                    (event.sampling_started.duration_ms, event.sampling_started.frames_expected, at, mid),
                 )
             elif kind == "sampled":
                 s = event.sampled

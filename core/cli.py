@@ -20,10 +20,17 @@ def _flag(parser: argparse.ArgumentParser, name: str, help: str, **kwargs: Any) 
     parser.add_argument(name, default=None, help=f"{help} (env: {env})", **kwargs)
 
 
+def _source_flags(p: argparse.ArgumentParser) -> None:
+    _flag(p, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
+    p.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
+    _flag(p, "--bucket", "S3-compatible bucket to watch", metavar="NAME")
+    _flag(p, "--bucket-prefix", "only objects whose key starts with this", metavar="PREFIX")
+    _flag(p, "--s3-endpoint-url", "S3 endpoint (empty: AWS)", metavar="URL")
+
+
 def _service_flags(p: argparse.ArgumentParser, watch: bool) -> None:
     if watch:
-        _flag(p, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
-        p.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
+        _source_flags(p)
     _flag(p, "--data-dir", "directory for rvs's state", type=Path, metavar="DIR")
     _flag(p, "--model", "embedding model: facenet-vggface2, facenet-casia, dlib-resnet")
     _flag(p, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
@@ -32,7 +39,7 @@ def _service_flags(p: argparse.ArgumentParser, watch: bool) -> None:
     _flag(p, "--host", "interface the gRPC server binds to")
     _flag(p, "--port", "gRPC port", type=int)
     _flag(p, "--metrics-port", "port of /metrics (0: off)", type=int)
-    _flag(p, "--log-format", "text or json")
+    _flag(p, "--log-format", "text, logfmt or json")
 
 
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -74,10 +81,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         query=QuerySettings(**_overrides(args, QuerySettings)),
     )
     setup_logging(settings.query.log_level, settings.query.log_format)
-    if settings.sampler.watch_dir is None:
-        print("rvs up: give a folder to watch: rvs up --watch DIR (or RVS_WATCH_DIR)", file=sys.stderr)
+    if settings.sampler.watch_dir is None and not settings.sampler.bucket:
+        print("rvs up: give a folder or a bucket to watch: rvs up --watch DIR / --bucket NAME", file=sys.stderr)
         return 2
-    settings.sampler.watch_dir.mkdir(parents=True, exist_ok=True)
+    if settings.sampler.watch_dir is not None:
+        settings.sampler.watch_dir.mkdir(parents=True, exist_ok=True)
     try:
         return _run_until_signal(EmbeddedApp(settings))
     except (ModelUnavailable, IndexModelMismatch, StoreUnavailable, ValueError, RuntimeError) as exc:
@@ -207,43 +215,43 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
+    from rich.console import Console
 
+    from rvs import status_view
     from rvs.v1 import rvs_pb2 as pb
     from rvs.v1 import rvs_pb2_grpc
 
-    media: list[pb.Media] = []
     with grpc.insecure_channel(args.target) as channel:
         stub = rvs_pb2_grpc.SearchServiceStub(channel)
-        token = ""
-        try:
+
+        def fetch() -> list[pb.Media]:
+            media: list[pb.Media] = []
+            token = ""
             while True:
                 page = stub.ListMedia(pb.ListMediaRequest(page_size=500, page_token=token), timeout=args.timeout)
                 media.extend(page.media)
                 token = page.next_page_token
                 if not token:
-                    break
+                    return media
+
+        try:
+            if args.json:
+                rows = [
+                    MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                    for m in fetch()
+                ]
+                print(json.dumps(rows, indent=2))
+            elif sys.stdout.isatty() and not args.once:
+                status_view.live(fetch, Console(), args.interval)
+            elif args.follow:
+                status_view.follow_lines(fetch, lambda line: print(line, flush=True), args.interval)
+            else:
+                status_view.print_table(fetch(), print)
         except grpc.RpcError as exc:
             print(f"rvs status: {_rpc_error(exc)}", file=sys.stderr)
             return 1
-    if args.json:
-        rows = [
-            MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for m in media
-        ]
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'state':<10} {'embedded':>9} {'faces':>6}  file")
-    for m in media:
-        state = pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower()
-        total = f"{m.frames_sampled}" + ("" if m.sampling_complete else "+")
-        line = f"{state:<10} {m.frames_embedded:>4}/{total:<4} {m.faces_found:>6}  {m.uri}"
-        if m.error_reason:
-            line += f"  ({m.error_reason}: {m.error_detail})"
-        print(line)
-    counts: dict[str, int] = {}
-    for m in media:
-        name = pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower()
-        counts[name] = counts.get(name, 0) + 1
-    print(f"\n{len(media)} media: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        except KeyboardInterrupt:
+            return 130
     return 0
 
 
@@ -260,13 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(query, "--kafka-bootstrap", "Kafka bootstrap servers (for ListMedia/GetMedia)")
     query.set_defaults(func=cmd_query)
 
-    sampler = sub.add_parser("sampler", help="distributed mode: watch a folder and publish frames to Kafka")
-    _flag(sampler, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
-    sampler.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
+    sampler = sub.add_parser("sampler", help="distributed mode: watch a folder or bucket, publish frames to Kafka")
+    _source_flags(sampler)
     _flag(sampler, "--kafka-bootstrap", "Kafka bootstrap servers")
     _flag(sampler, "--data-dir", "directory for the watcher's state", type=Path, metavar="DIR")
     _flag(sampler, "--metrics-port", "port of /metrics (0: off)", type=int)
-    _flag(sampler, "--log-format", "text or json")
+    _flag(sampler, "--log-format", "text, logfmt or json")
     sampler.set_defaults(func=cmd_sampler)
 
     embedder = sub.add_parser("embedder", help="distributed mode: embed frames from Kafka into Milvus")
@@ -277,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(embedder, "--device", "torch device: auto, cpu, cuda")
     _flag(embedder, "--batch-size", "frames per batch", type=int)
     _flag(embedder, "--metrics-port", "port of /metrics (0: off)", type=int)
-    _flag(embedder, "--log-format", "text or json")
+    _flag(embedder, "--log-format", "text, logfmt or json")
     embedder.set_defaults(func=cmd_embedder)
 
     search = sub.add_parser("search", help="find the photos and video moments showing the person in PHOTO")
@@ -290,8 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print the SearchResponse as JSON")
     search.set_defaults(func=cmd_search)
 
-    status = sub.add_parser("status", help="state and progress of every media item")
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser(
+        "status", help="state and progress of every media item (live on a terminal, until all are finished)"
+    )
+    status.add_argument("--json", action="store_true", help="print the list once as JSON")
+    status.add_argument("--once", action="store_true", help="print the table once, even on a terminal")
+    status.add_argument("--follow", action="store_true", help="piped: a line per change until all are finished")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     status.set_defaults(func=cmd_status)
 
     for client in (search, status):

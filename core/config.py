@@ -27,8 +27,8 @@ class CommonSettings(BaseSettings):
 
     data_dir: Path = Path("rvs-data")
     """Directory for rvs's state (catalog, watcher state, embedded Milvus data)."""
-    log_format: Literal["text", "json"] = "text"
-    """Log line format: human-readable text or one JSON object per line."""
+    log_format: Literal["text", "logfmt", "json"] = "text"
+    """Log line format: text (for people), logfmt (key=value) or json (one object per line)."""
     log_level: str = "INFO"
     """Python logging level."""
     metrics_host: str = "127.0.0.1"

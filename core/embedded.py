@@ -8,10 +8,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from rvs.bus.memory import MemoryFrameBus
-from rvs.catalog import Catalog, CatalogCollector
+from rvs.catalog import Catalog
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
@@ -88,24 +88,10 @@ class EmbeddedApp:
         self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
         # Frames of these were in memory when rvs last stopped: sample them again.
         self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
-        self._index_gauges()
         self.embedder.start()
         self.sampler.start()
         self.query.ready()
         threading.Thread(target=self._report_progress, name="progress", daemon=True).start()
-
-    def _index_gauges(self) -> None:
-        store, catalog = self.store, self.catalog
-        assert store is not None
-
-        def faces() -> float:
-            try:
-                return float(store.count())
-            except StoreUnavailable:
-                return float("nan")
-
-        Gauge("rvs_index_faces", "Faces in the index.", registry=self.registry).set_function(faces)
-        self.registry.register(CatalogCollector(catalog))
 
     def _report_progress(self, every_s: float = 5.0) -> None:
         """A line per media item in progress, so long work is visible in the log."""

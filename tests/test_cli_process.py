@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import free_port, lfw
+from conftest import free_port, lfw, shared
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +41,31 @@ def wait_serving(target: str, proc: subprocess.Popen[str], timeout_s: float = 12
     raise AssertionError("rvs up never became SERVING")
 
 
+def run_in_terminal(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
+    """Run an rvs command with a pseudo-terminal as its stdout, as a person at a terminal would."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvs", *args], stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "160"}
+    )
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(30), b"".join(chunks).decode(errors="replace")
+
+
 def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collection_name: str) -> None:
     watch, data = tmp_path / "inbox", tmp_path / "data"
     port = free_port()
-    env = {**os.environ, "RVS_SETTLE_S": "0.2", "RVS_COLLECTION": collection_name}
+    env = {**os.environ, "RVS_SETTLE_S": "0.2", "RVS_COLLECTION": collection_name, "RVS_LOG_FORMAT": "json"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -96,8 +119,28 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
         Image.new("RGB", (64, 64), (200, 200, 200)).save(no_face)
         failed = rvs("search", str(no_face), "--target", target)
         assert failed.returncode == 1 and "FAILED_PRECONDITION [NO_FACE]" in failed.stderr
+
+        # A video that takes a while: `rvs status` on a terminal redraws its progress bar until it is done.
+        background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (640, 360))
+        face = lfw("Tony_Blair", 1)
+        clip = tmp_path / "clip.mp4"
+        write_video(clip, scene(background, [Appearance(face, 0, 30)], {face: load_rgb(face)}), cfr_times(30, 5))
+        shutil.copy(clip, watch / "clip.mp4")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(json.loads(rvs("status", "--json", "--target", target).stdout)) < 2:
+            time.sleep(0.2)
+        code, screen = run_in_terminal(["status", "--target", target, "--interval", "0.3"])
+        assert code == 0, screen
+        assert "━" in screen and "clip.mp4" in screen and "\x1b[1A" in screen  # bars, redrawn in place
+        assert "2 media: 2 done" in screen
+        piped = rvs("status", "--target", target)
+        assert "━" not in piped.stdout and "\x1b" not in piped.stdout and "2 media: 2 done" in piped.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
-    assert "stopped" in out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines and len(lines) == len(out.splitlines()), "every log line is a JSON object"
+    about_media = [e for e in lines if "powell.jpg" in e["msg"] or "clip.mp4" in e["msg"]]
+    assert len(about_media) >= 4 and all(len(e.get("media_id", "")) == 64 for e in about_media), about_media
+    assert any(e["msg"] == "stopped" for e in lines)

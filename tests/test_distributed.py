@@ -16,6 +16,7 @@ from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw
 from corpus import BLAIR, BUSH, build_corpus, near, search, segments
+from exposition import convention_problems, missing, scrape_text
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +58,10 @@ def test_scale_out_three_embedders(cluster: Cluster) -> None:
     assert near(segs["clip_a.mp4"], [(1000, 4000)]) and near(segs["clip_b.mp4"], [(2000, 6000)])
     assert set(segments(search(stub, lfw(BLAIR, 10)))) == {"clip_a.mp4"}
     cluster.assert_index_exact(media)
+    for name in ("sampler", "embedder-0", "query"):  # each service's own /metrics, parsed
+        text = scrape_text(cluster.metrics_ports[name])
+        assert missing(text, name.split("-")[0]) == set(), name
+        assert convention_problems(text) == []
     shares = [cluster.embedded(f"embedder-{i}") for i in range(3)]
     assert all(s > 0 for s in shares), f"work not spread over the group: {shares}"
     assert sum(shares) >= sum(m.frames_sampled for m in media)  # at least once each

@@ -28,6 +28,7 @@ from rvs.v1 import rvs_pb2_grpc
 
 from conftest import free_port, lfw, shared
 from corpus import BLAIR, BUSH, POWELL, RUMSFELD, STRANGERS, build_corpus, near, search, segments
+from exposition import missing
 
 pytestmark = pytest.mark.e2e
 
@@ -226,6 +227,7 @@ def test_health_reflection_and_metrics(running: Running) -> None:
     assert values["rvs_media_failed_total[('reason', 'DECODE_ERROR')]"] == 1
     assert values["rvs_index_media[('state', 'done')]"] == 5
     assert any(k.startswith("rvs_rpcs_total") and "Search" in k for k in values)
+    assert missing(text, "sampler", "embedder", "query") == set()  # embedded: one endpoint serves it all
 
 
 def test_duplicate_content_is_not_indexed_twice(running: Running) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
-from rvs.catalog import Catalog
+from rvs.catalog import Catalog, CatalogCollector
 from rvs.faces.pipeline import FacePipeline
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine
 from rvs.query.server import QueryServer, SearchServicer
-from rvs.store.faces import FaceStore
+from rvs.store.faces import FaceStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,21 @@ class QueryService:
         self.engine = SearchEngine(settings, pipeline, store, catalog)
         self.servicer = SearchServicer(self.engine, catalog, QueryMetrics(registry))
         self.server = QueryServer(settings, self.servicer)
+        self._index_size(registry, store, catalog)
+
+    @staticmethod
+    def _index_size(registry: CollectorRegistry, store: FaceStore, catalog: Catalog | None) -> None:
+        """Index size, read at scrape time: faces from Milvus, media by state from the catalog."""
+
+        def faces() -> float:
+            try:
+                return float(store.count())
+            except StoreUnavailable:
+                return float("nan")
+
+        Gauge("rvs_index_faces", "Faces in the index.", registry=registry).set_function(faces)
+        if catalog is not None:
+            registry.register(CatalogCollector(catalog))
 
     @property
     def port(self) -> int:

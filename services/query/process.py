@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from rvs.bus.kafka import EventFollower, ensure_topics
-from rvs.catalog import Catalog, CatalogCollector
+from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
 from rvs.metrics_http import MetricsEndpoint
 from rvs.query.app import QueryService
@@ -40,7 +40,6 @@ class QueryProcess:
         if s.kafka_bootstrap:
             ensure_topics(s)
             self.catalog = Catalog(s.data_dir / "query-catalog.db")
-            self.registry.register(CatalogCollector(self.catalog))
             self.follower = EventFollower(s, self.catalog.apply)
             self.follower.start()
         self.service = QueryService(s, pipeline, self.store, self.catalog, self.registry)

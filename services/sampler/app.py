@@ -1,13 +1,12 @@
-"""SamplerService: scans the watched folder and samples media on worker threads."""
+"""SamplerService: watches its sources (a folder, a bucket) and samples media on worker threads."""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -17,17 +16,13 @@ from rvs.media.kinds import media_kind
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
 from rvs.sampler.sampling import MediaJob, MediaSampler, now_ms
+from rvs.sampler.sources import Entry, Source, SourceError, open_sources
 from rvs.sampler.state import WatchState
-from rvs.sampler.watcher import FolderScanner
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-
-def content_id(path: Path) -> str:
-    """Media id: sha256 of the content, so copies and renames are recognised."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+_MAX_BACKOFF_S = 60.0
 
 
 class SamplerService:
@@ -38,16 +33,11 @@ class SamplerService:
         events: EventPublisher,
         registry: CollectorRegistry,
     ) -> None:
-        if settings.watch_dir is None:
-            raise ValueError("the sampler needs a folder to watch (--watch DIR or RVS_WATCH_DIR)")
-        if not settings.watch_dir.is_dir():
-            raise ValueError(f"watched folder {settings.watch_dir} does not exist or is not a folder")
         self.settings = settings
         self.events = events
         self.metrics = SamplerMetrics(registry)
+        self.sources: list[Source] = open_sources(settings, self.metrics)
         self.state = WatchState(settings.data_dir / "sampler.db")
-        self.scanner = FolderScanner(settings.watch_dir, settings.settle_s, settings.follow_symlinks)
-        self.source = str(self.scanner.root)
         self._stopping = threading.Event()
         self._sampler = MediaSampler(settings, frames, events, self.metrics, self._stopping)
         self._jobs: queue.Queue[MediaJob] = queue.Queue()
@@ -60,11 +50,20 @@ class SamplerService:
             self.state.set_status(media_id, "pending")
 
     def start(self) -> None:
-        for media_id, path, kind, _size, discovered in self.state.pending():
-            current = self.state.media_path(media_id) or path
-            log.info("resuming %s", current, extra=media_log(media_id))
-            self._jobs.put(self._job(media_id, Path(current), kind, discovered))
-        self._threads = [threading.Thread(target=self._scan_loop, name="sampler-scan", daemon=True)]
+        for source in self.sources:
+            source.start()
+        for media_id, uri, kind, _size, discovered in self.state.pending():
+            uri = self.state.media_uri(media_id) or uri
+            source = self._owner(uri)
+            if source is None:
+                log.warning("not resuming %s: its source is no longer watched", uri, extra=media_log(media_id))
+                continue
+            log.info("resuming %s", uri, extra=media_log(media_id))
+            self._jobs.put(MediaJob(media_id, None, uri, kind, source.uri, discovered))
+        self._threads = [
+            threading.Thread(target=self._scan_loop, args=(s,), name=f"scan-{s.kind}", daemon=True)
+            for s in self.sources
+        ]
         self._threads += [
             threading.Thread(target=self._work_loop, name=f"sampler-{i}", daemon=True)
             for i in range(self.settings.decode_workers)
@@ -75,6 +74,8 @@ class SamplerService:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop scanning and sampling; a media item cut short is resumed at the next start."""
         self._stopping.set()
+        for source in self.sources:
+            source.close()
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -83,51 +84,70 @@ class SamplerService:
     def idle(self) -> bool:
         return self._jobs.unfinished_tasks == 0
 
-    def _job(self, media_id: str, path: Path, kind: int, discovered_at_ms: int) -> MediaJob:
-        return MediaJob(media_id, path, str(path), kind, self.source, discovered_at_ms)
+    def _owner(self, uri: str) -> Source | None:
+        return next((s for s in self.sources if s.owns(uri)), None)
 
-    def _scan_loop(self) -> None:
+    def _scan_loop(self, source: Source) -> None:
+        failing: str | None = None
+        delay = source.scan_interval_s
         while not self._stopping.is_set():
             try:
-                self._scan_once()
-            except Exception:  # a scan error (permissions, I/O) is retried at the next interval
-                log.exception("scan of %s failed", self.source)
-            self._stopping.wait(self.settings.scan_interval_s)
+                self._scan_once(source)
+                if failing:
+                    log.info("%s can be read again", source.uri)
+                failing, delay = None, source.scan_interval_s
+            except SourceError as exc:
+                self.metrics.source_errors.labels(source.kind, exc.reason).inc()
+                if exc.reason != failing:  # once per distinct problem, not at every retry
+                    log.error("%s; retrying", exc.detail)
+                failing, delay = exc.reason, min(_MAX_BACKOFF_S, max(1.0, delay * 2))
+            except Exception:  # an unexpected scan error is retried at the next interval
+                log.exception("scan of %s failed", source.uri)
+            source.wait(delay, self._stopping)
 
-    def _scan_once(self) -> None:
-        known = self.state.known_files()
-        result = self.scanner.scan({p: (s, m) for p, (s, m, _) in known.items()})
-        for path in result.removed:
-            orphan = self.state.forget_file(path)
-            log.info("file removed: %s", path)
+    def _scan_once(self, source: Source) -> None:
+        known = {uri: v for uri, v in self.state.known_entries().items() if source.owns(uri)}
+        result = source.scan({uri: (size, version) for uri, (size, version, _) in known.items()})
+        self.metrics.source_scans.labels(source.kind).inc()
+        for uri in result.removed:
+            orphan = self.state.forget_entry(uri)
+            log.info("removed from the source: %s", uri)
             if orphan:
-                self._remove_if_configured(orphan, Path(path))
-        for st in result.ready:
+                self._remove_if_configured(orphan, uri)
+        for entry in result.ready:
+            # A bucket's objects are copied to a spool: keep only a few ahead of the decoders.
+            while getattr(source, "spools", False) and self._jobs.qsize() > self.settings.decode_workers:
+                if self._stopping.wait(0.1):
+                    return
             if self._stopping.is_set():
                 return
-            self._discover(Path(st.path), st.size, st.mtime_ns, known.get(st.path))
+            previous = known.get(entry.uri)
+            self._discover(source, entry, previous[2] if previous else None)
 
-    def _remove_if_configured(self, media_id: str, path: Path) -> None:
-        """`media_id` has no file left in the folder (deleted or overwritten)."""
+    def _remove_if_configured(self, media_id: str, uri: str) -> None:
+        """`media_id` has no entry left in any source (deleted or overwritten)."""
         if not self.settings.remove_deleted:
             return
-        log.info("removing %s from the index: its content is gone from the folder", path, extra=media_log(media_id))
+        log.info("removing %s from the index: its content is gone from the source", uri, extra=media_log(media_id))
         self.state.forget_media(media_id)
         self.events.publish(pb.MediaEvent(media_id=media_id, at_ms=now_ms(), removed=pb.MediaRemoved()))
 
-    def _discover(self, path: Path, size: int, mtime_ns: int, previous: tuple[int, int, str] | None) -> None:
+    def _discover(self, source: Source, entry: Entry, previous: str | None) -> None:
         try:
-            media_id = content_id(path)
+            fetched = source.fetch(entry)  # SourceError: retried at the next scan
         except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
+            log.warning("cannot read %s: %s", entry.uri, exc)
             return
-        self.state.record_file(str(path), size, mtime_ns, media_id)
-        if previous and previous[2] != media_id and self.state.is_orphan(previous[2]):
-            self._remove_if_configured(previous[2], path)
-        kind = media_kind(path)
+        media_id = fetched.media_id
+        self.state.record_entry(entry.uri, entry.size, entry.version, media_id)
+        if previous and previous != media_id and self.state.is_orphan(previous):
+            self._remove_if_configured(previous, entry.uri)
+        kind = media_kind(entry.uri)
         discovered = now_ms()
-        if not self.state.add_media(media_id, str(path), kind, size, discovered):
-            log.info("%s is a copy of an indexed media item; not ingested again", path, extra=media_log(media_id))
+        if not self.state.add_media(media_id, entry.uri, kind, entry.size, discovered):
+            log.info("%s is a copy of a known media item; not ingested again", entry.uri, extra=media_log(media_id))
+            if self.state.status(media_id) != "pending":
+                source.release(media_id)
             return
         kind_label = {pb.MEDIA_KIND_IMAGE: "image", pb.MEDIA_KIND_VIDEO: "video"}.get(kind, "other")
         self.metrics.media_discovered.labels(kind_label).inc()
@@ -135,25 +155,20 @@ class SamplerService:
             pb.MediaEvent(
                 media_id=media_id,
                 at_ms=discovered,
-                discovered=pb.MediaDiscovered(uri=str(path), kind=kind, size_bytes=size, source=self.source),
+                discovered=pb.MediaDiscovered(uri=entry.uri, kind=kind, size_bytes=entry.size, source=source.uri),
             )
         )
-        log.info("discovered %s", path, extra=media_log(media_id))
+        log.info("discovered %s", entry.uri, extra=media_log(media_id))
+        job = MediaJob(media_id, fetched.path, entry.uri, kind, source.uri, discovered)
         if kind == pb.MEDIA_KIND_UNSPECIFIED:
-            self.metrics.media_failed.labels("UNSUPPORTED_TYPE").inc()
-            self.events.publish(
-                pb.MediaEvent(
-                    media_id=media_id,
-                    at_ms=now_ms(),
-                    failed=pb.MediaFailed(
-                        reason="UNSUPPORTED_TYPE",
-                        detail=f"{path.suffix or 'no extension'} is not a photo or video type",
-                    ),
-                )
+            suffix = entry.uri.rsplit("/", 1)[-1].rpartition(".")[2]
+            self._sampler.fail(
+                job, "UNSUPPORTED_TYPE", f"{'.' + suffix if suffix else 'no extension'} is not a photo or video type"
             )
             self.state.set_status(media_id, "failed")
+            source.release(media_id)
             return
-        self._jobs.put(self._job(media_id, path, kind, discovered))
+        self._jobs.put(job)
 
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
@@ -162,9 +177,29 @@ class SamplerService:
             except queue.Empty:
                 continue
             try:
-                if self._sampler.run(job):
-                    self.state.set_status(job.media_id, "sampled")
-                elif not self._stopping.wait(self._retry_s):
-                    self._jobs.put(job)  # the bus was unavailable: publish the whole item again later
+                self._work(job)
             finally:
                 self._jobs.task_done()
+
+    def _work(self, job: MediaJob) -> None:
+        source = self._owner(job.uri)
+        if source is None:
+            return
+        if job.path is None:  # resumed after a restart
+            try:
+                job = dataclasses.replace(job, path=source.local_path(job.uri, job.media_id))
+            except OSError as exc:
+                self._sampler.fail(job, "SOURCE_GONE", f"the file is no longer in the source: {exc}")
+                self.state.set_status(job.media_id, "failed")
+                return
+            except SourceError as exc:
+                self.metrics.source_errors.labels(source.kind, exc.reason).inc()
+                log.warning("%s; will try again", exc.detail, extra=media_log(job.media_id))
+                if not self._stopping.wait(self._retry_s):
+                    self._jobs.put(job)
+                return
+        if self._sampler.run(job):
+            self.state.set_status(job.media_id, "sampled")
+            source.release(job.media_id)
+        elif not self._stopping.wait(self._retry_s):
+            self._jobs.put(job)  # the bus was unavailable: publish the whole item again later

@@ -27,3 +27,16 @@ class SamplerMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
+        self.source_scans = Counter("rvs_source_scans", "Scans of a source.", ["source"], registry=registry)
+        self.source_errors = Counter(
+            "rvs_source_errors",
+            "Failed scans or reads of a source, by reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.bucket_notifications = Counter(
+            "rvs_bucket_notifications", "Bucket event notifications received.", ["event"], registry=registry
+        )
+        self.bucket_bytes = Counter(
+            "rvs_bucket_downloaded_bytes", "Bytes of objects downloaded from the bucket.", registry=registry
+        )

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from rvs.bus import BusUnavailable, EventPublisher, FramePublisher
-from rvs.logs import media_log
+from rvs.logs import media_log, media_scope
 from rvs.media.errors import DecodeError, MediaError
 from rvs.media.frames import encode_jpeg_within, fit_within
 from rvs.media.images import decode_image
@@ -31,7 +31,7 @@ def now_ms() -> int:
 @dataclass(frozen=True)
 class MediaJob:
     media_id: str
-    path: Path
+    path: Path | None  # local file; None until a resumed job is fetched again
     uri: str
     kind: int
     source: str
@@ -89,12 +89,17 @@ class MediaSampler:
     def run(self, job: MediaJob) -> bool:
         """Sample one media item. True when every frame was published (or it failed for good);
         False when it must be tried again: interrupted by shutdown, or the bus was unavailable."""
+        with media_scope(job.media_id):
+            return self._run(job)
+
+    def _run(self, job: MediaJob) -> bool:
+        assert job.path is not None
         extra = media_log(job.media_id)
         kind_label = "image" if job.kind == pb.MEDIA_KIND_IMAGE else "video"
         started = time.monotonic()
         try:
             if job.kind == pb.MEDIA_KIND_IMAGE:
-                self._event(job.media_id, sampling_started=pb.SamplingStarted())
+                self._event(job.media_id, sampling_started=pb.SamplingStarted(frames_expected=1))
                 count, duration_ms, (width, height) = 1, 0, self._sample_image(job)
             else:
                 count, duration_ms, (width, height) = self._sample_video(job)
@@ -106,11 +111,11 @@ class MediaSampler:
             log.warning("bus unavailable while sampling %s (%s); will sample it again", job.uri, exc, extra=extra)
             return False
         except MediaError as exc:
-            self._fail(job, exc.reason, exc.detail)
+            self.fail(job, exc.reason, exc.detail)
             return True
         except Exception as exc:  # one bad file must never stop the sampler
             log.exception("unexpected error sampling %s", job.uri, extra=extra)
-            self._fail(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
+            self.fail(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
             return True
         self._event(
             job.media_id,
@@ -123,12 +128,13 @@ class MediaSampler:
         log.info("sampled %s: %d frames in %.2fs", job.uri, count, elapsed, extra=extra)
         return True
 
-    def _fail(self, job: MediaJob, reason: str, detail: str) -> None:
+    def fail(self, job: MediaJob, reason: str, detail: str) -> None:
         log.warning("cannot ingest %s: %s (%s)", job.uri, detail, reason, extra=media_log(job.media_id))
         self.metrics.media_failed.labels(reason).inc()
         self._event(job.media_id, failed=pb.MediaFailed(reason=reason, detail=detail))
 
     def _sample_image(self, job: MediaJob) -> tuple[int, int]:
+        assert job.path is not None
         with open(job.path, "rb") as f:
             rgb = decode_image(f.read(), max_pixels=self.settings.max_image_pixels)
         height, width = rgb.shape[:2]
@@ -141,9 +147,12 @@ class MediaSampler:
         return width, height
 
     def _sample_video(self, job: MediaJob) -> tuple[int, int, tuple[int, int]]:
+        assert job.path is not None
         with VideoSampler(job.path, fps=self.settings.fps, max_side=self.settings.frame_max_side) as video:
             info = video.info
-            self._event(job.media_id, sampling_started=pb.SamplingStarted(duration_ms=info.duration_ms))
+            expected = int(info.duration_ms / 1000 * self.settings.fps) + 1 if info.duration_ms else 0
+            started = pb.SamplingStarted(duration_ms=info.duration_ms, frames_expected=expected)
+            self._event(job.media_id, sampling_started=started)
             count = 0
             last_ms = 0
             for sample in video:

@@ -1,4 +1,5 @@
-"""What the sampler has seen: files (path, size, mtime -> media id) and per-media sampling status.
+"""What the sampler has seen: entries of its sources (uri, size, version -> media id) and
+per-media sampling status.
 
 Persisted in SQLite so a restart neither re-ingests finished files nor forgets unfinished ones.
 """
@@ -10,16 +11,16 @@ import threading
 from pathlib import Path
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS entries (
+    uri TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    version TEXT NOT NULL,
     media_id TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS files_media ON files (media_id);
+CREATE INDEX IF NOT EXISTS entries_media ON entries (media_id);
 CREATE TABLE IF NOT EXISTS media (
     media_id TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
+    uri TEXT NOT NULL,
     kind INTEGER NOT NULL,
     size INTEGER NOT NULL,
     discovered_at_ms INTEGER NOT NULL,
@@ -33,46 +34,64 @@ class WatchState:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._migrate()
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """State written by rvs 0.1 (files only, keyed by path) becomes entries keyed by uri."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "files" not in tables:
+            return
+        self._db.executescript(
+            _SCHEMA.split("CREATE TABLE IF NOT EXISTS media")[0]
+            + "INSERT OR IGNORE INTO entries SELECT path, size, CAST(mtime_ns AS TEXT), media_id FROM files;"
+            "DROP TABLE files; ALTER TABLE media RENAME COLUMN path TO uri;"
+        )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def known_files(self) -> dict[str, tuple[int, int, str]]:
+    def known_entries(self) -> dict[str, tuple[int, str, str]]:
+        """uri -> (size, version, media_id)."""
         with self._lock:
-            rows = self._db.execute("SELECT path, size, mtime_ns, media_id FROM files").fetchall()
-        return {p: (s, m, mid) for p, s, m, mid in rows}
+            rows = self._db.execute("SELECT uri, size, version, media_id FROM entries").fetchall()
+        return {u: (s, v, mid) for u, s, v, mid in rows}
 
-    def record_file(self, path: str, size: int, mtime_ns: int, media_id: str) -> None:
+    def record_entry(self, uri: str, size: int, version: str, media_id: str) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size,"
-                " mtime_ns=excluded.mtime_ns, media_id=excluded.media_id",
-                (path, size, mtime_ns, media_id),
+                "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT(uri) DO UPDATE SET size=excluded.size,"
+                " version=excluded.version, media_id=excluded.media_id",
+                (uri, size, version, media_id),
             )
 
-    def forget_file(self, path: str) -> str | None:
-        """Drop a file; returns its media id if no other file holds that media any more."""
+    def forget_entry(self, uri: str) -> str | None:
+        """Drop an entry; returns its media id if no other entry holds that media any more."""
         with self._lock:
-            row = self._db.execute("SELECT media_id FROM files WHERE path=?", (path,)).fetchone()
+            row = self._db.execute("SELECT media_id FROM entries WHERE uri=?", (uri,)).fetchone()
             if row is None:
                 return None
-            self._db.execute("DELETE FROM files WHERE path=?", (path,))
-            others = self._db.execute("SELECT 1 FROM files WHERE media_id=? LIMIT 1", (row[0],)).fetchone()
+            self._db.execute("DELETE FROM entries WHERE uri=?", (uri,))
+            others = self._db.execute("SELECT 1 FROM entries WHERE media_id=? LIMIT 1", (row[0],)).fetchone()
             return None if others else row[0]
 
     def is_orphan(self, media_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM files WHERE media_id=? LIMIT 1", (media_id,)).fetchone() is None
+            return self._db.execute("SELECT 1 FROM entries WHERE media_id=? LIMIT 1", (media_id,)).fetchone() is None
 
-    def add_media(self, media_id: str, path: str, kind: int, size: int, discovered_at_ms: int) -> bool:
+    def status(self, media_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT status FROM media WHERE media_id=?", (media_id,)).fetchone()
+        return row[0] if row else None
+
+    def add_media(self, media_id: str, uri: str, kind: int, size: int, discovered_at_ms: int) -> bool:
         """Register a media item; False if its content is already known (a copy or a rename)."""
         with self._lock:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO media VALUES (?, ?, ?, ?, ?, 'pending')",
-                (media_id, path, kind, size, discovered_at_ms),
+                (media_id, uri, kind, size, discovered_at_ms),
             )
             return cur.rowcount == 1
 
@@ -84,16 +103,16 @@ class WatchState:
         with self._lock:
             self._db.execute("DELETE FROM media WHERE media_id=?", (media_id,))
 
-    def media_path(self, media_id: str) -> str | None:
-        """A current path of the media (it may have been renamed since discovery)."""
+    def media_uri(self, media_id: str) -> str | None:
+        """A current uri of the media (it may have been renamed since discovery)."""
         with self._lock:
-            row = self._db.execute("SELECT path FROM files WHERE media_id=? LIMIT 1", (media_id,)).fetchone()
+            row = self._db.execute("SELECT uri FROM entries WHERE media_id=? LIMIT 1", (media_id,)).fetchone()
         return row[0] if row else None
 
     def pending(self) -> list[tuple[str, str, int, int, int]]:
-        """(media_id, path, kind, size, discovered_at_ms) of media not yet completely sampled."""
+        """(media_id, uri, kind, size, discovered_at_ms) of media not yet completely sampled."""
         with self._lock:
             return self._db.execute(
-                "SELECT media_id, path, kind, size, discovered_at_ms FROM media WHERE status='pending'"
+                "SELECT media_id, uri, kind, size, discovered_at_ms FROM media WHERE status='pending'"
                 " ORDER BY discovered_at_ms"
             ).fetchall()

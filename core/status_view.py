@@ -1,0 +1,108 @@
+"""`rvs status`: every media item's state and progress. On a terminal it redraws live, with a
+progress bar per item, until everything is finished; piped, it prints plain lines (once, or with
+--follow a line whenever an item changes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from rvs.v1 import rvs_pb2 as pb
+
+FINISHED = {pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED, pb.MEDIA_STATE_DELETED}
+# Past this many items the live view shows only those in progress, and counts the rest.
+MAX_ROWS = 30
+
+Fetch = Callable[[], list[pb.Media]]
+
+
+def state_name(m: pb.Media) -> str:
+    return pb.MediaState.Name(m.state).removeprefix("MEDIA_STATE_").lower()
+
+
+def _total(m: pb.Media) -> str:
+    if m.sampling_complete or m.state in FINISHED:
+        return f"{m.frames_sampled}"
+    return f"{m.frames_sampled}/{m.frames_expected or '?'}"
+
+
+def plain_line(m: pb.Media) -> str:
+    line = f"{state_name(m):<10} {m.frames_embedded:>5}/{_total(m):<9} {m.faces_found:>6}  {m.uri}"
+    if m.error_reason:
+        line += f"  ({m.error_reason}: {m.error_detail})"
+    return line
+
+
+def summary(media: list[pb.Media]) -> str:
+    counts: dict[str, int] = {}
+    for m in media:
+        counts[state_name(m)] = counts.get(state_name(m), 0) + 1
+    return f"{len(media)} media: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def print_table(media: list[pb.Media], out: Callable[[str], None]) -> None:
+    out(f"{'state':<10} {'embedded/sampled':>15} {'faces':>6}  uri")
+    for m in media:
+        out(plain_line(m))
+    out("")
+    out(summary(media))
+
+
+def follow_lines(fetch: Fetch, out: Callable[[str], None], interval_s: float) -> None:
+    """A line whenever an item's progress changes, until nothing is in progress."""
+    seen: dict[str, tuple[int, int, int, int]] = {}
+    while True:
+        media = fetch()
+        for m in media:
+            key = (m.state, m.frames_embedded, m.frames_sampled, m.faces_found)
+            if seen.get(m.media_id) != key:
+                seen[m.media_id] = key
+                out(plain_line(m))
+        if all(m.state in FINISHED for m in media):
+            out(summary(media))
+            return
+        time.sleep(interval_s)
+
+
+def live(fetch: Fetch, console: Console, interval_s: float) -> None:
+    """Progress bars redrawn in place until every item is finished."""
+    columns = (
+        TextColumn("{task.fields[state]:<9}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TextColumn("frames {task.fields[faces]:>5} faces"),
+        TextColumn("{task.description}", style="bold"),
+        TextColumn("{task.fields[error]}", style="red"),
+    )
+    tasks: dict[str, TaskID] = {}
+    with Progress(*columns, console=console, auto_refresh=False) as progress:
+        overall = progress.add_task("all media", total=None, state="", faces=0, error="")
+        while True:
+            media = fetch()
+            many = len(media) > MAX_ROWS
+            for m in media:
+                fields = {
+                    "state": state_name(m),
+                    "faces": m.faces_found,
+                    "error": f"{m.error_reason}: {m.error_detail}" if m.error_reason else "",
+                }
+                if m.state in FINISHED:
+                    total: int | None = max(m.frames_sampled, 1)
+                else:
+                    total = m.frames_sampled if m.sampling_complete else (m.frames_expected or None)
+                visible = not many or m.state not in FINISHED
+                if m.media_id not in tasks:
+                    tasks[m.media_id] = progress.add_task(m.uri, total=total, visible=visible, **fields)
+                progress.update(tasks[m.media_id], total=total, completed=m.frames_embedded, visible=visible, **fields)
+            done = sum(m.state in FINISHED for m in media)
+            progress.update(
+                overall, total=len(media), completed=done, state="total", faces=sum(m.faces_found for m in media)
+            )
+            progress.refresh()
+            if done == len(media):
+                break
+            time.sleep(interval_s)
+    console.print(summary(media), highlight=False)

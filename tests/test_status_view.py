@@ -1,0 +1,74 @@
+"""`rvs status` rendering: live bars on a terminal, change lines with --follow, a table when piped."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from rvs import status_view
+from rvs.v1 import rvs_pb2 as pb
+
+
+def scripted() -> status_view.Fetch:
+    """A video embedding frame after frame, then done; a photo that failed from the start."""
+    step = iter(range(100))
+
+    def fetch() -> list[pb.Media]:
+        i = next(step)
+        video = pb.Media(
+            media_id="v",
+            uri="/in/clip.mp4",
+            state=pb.MEDIA_STATE_DONE if i >= 3 else pb.MEDIA_STATE_EMBEDDING,
+            frames_sampled=min(12, 4 * (i + 1)),
+            frames_expected=12,
+            sampling_complete=i >= 2,
+            frames_embedded=min(12, 4 * i),
+            faces_found=i,
+        )
+        photo = pb.Media(
+            media_id="p",
+            uri="s3://inbox/bad.jpg",
+            state=pb.MEDIA_STATE_FAILED,
+            error_reason="DECODE_ERROR",
+            error_detail="not an image",
+        )
+        return [video, photo]
+
+    return fetch
+
+
+def test_live_view_redraws_bars_until_everything_is_finished() -> None:
+    out = io.StringIO()
+    status_view.live(scripted(), Console(file=out, force_terminal=True, width=160), interval_s=0)
+    screen = out.getvalue()
+    assert screen.count("\x1b[1A") >= 3 * 2  # three redraws of the rows in place
+    assert "8/12" in screen and "12/12" in screen and "━" in screen
+    assert "DECODE_ERROR: not an image" in screen
+    assert screen.rstrip().endswith("2 media: 1 done, 1 failed")
+
+
+def test_follow_prints_a_line_per_change_and_stops_when_finished() -> None:
+    lines: list[str] = []
+    status_view.follow_lines(scripted(), lines.append, interval_s=0)
+    video = [line for line in lines if "clip.mp4" in line]
+    assert [line.split()[:2] for line in video] == [
+        ["embedding", "0/4/12"],
+        ["embedding", "4/8/12"],
+        ["embedding", "8/12"],
+        ["done", "12/12"],
+    ]
+    assert sum("bad.jpg" in line for line in lines) == 1  # unchanged: printed once
+    assert lines[-1] == "2 media: 1 done, 1 failed"
+
+
+def test_piped_table_is_plain_text() -> None:
+    lines: list[str] = []
+    fetch = scripted()
+    for _ in range(3):
+        fetch()
+    status_view.print_table(fetch(), lines.append)
+    assert lines[0].split() == ["state", "embedded/sampled", "faces", "uri"]
+    assert lines[1].split()[:3] == ["done", "12/12", "3"]
+    assert "(DECODE_ERROR: not an image)" in lines[2]
+    assert all("\x1b" not in line for line in lines)
