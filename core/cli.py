@@ -150,6 +150,24 @@ def _rpc_error(exc: Any) -> str:
     return f"{exc.code().name}{reason}: {exc.details()}"
 
 
+def _channel(args: argparse.Namespace) -> Any:
+    """A channel to the query service, over TLS when asked for."""
+    import grpc
+
+    if not (args.tls or args.tls_ca):
+        return grpc.insecure_channel(args.target)
+    root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    return grpc.secure_channel(args.target, grpc.ssl_channel_credentials(root_certificates=root))
+
+
+def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The bearer token, sent with every call when one is given."""
+    import os
+
+    token = args.token or os.environ.get("RVS_AUTH_TOKEN")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToJson
@@ -172,9 +190,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         request.min_score = args.min_score
     if args.face is not None:
         request.face_index = args.face
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         try:
-            response = rvs_pb2_grpc.SearchServiceStub(channel).Search(request, timeout=args.timeout)
+            response = rvs_pb2_grpc.SearchServiceStub(channel).Search(
+                request, timeout=args.timeout, metadata=_metadata(args)
+            )
         except grpc.RpcError as exc:
             print(f"rvs search: {_rpc_error(exc)}", file=sys.stderr)
             return 1
@@ -221,14 +241,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rvs.v1 import rvs_pb2 as pb
     from rvs.v1 import rvs_pb2_grpc
 
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        metadata = _metadata(args)
 
         def fetch() -> list[pb.Media]:
             media: list[pb.Media] = []
             token = ""
             while True:
-                page = stub.ListMedia(pb.ListMediaRequest(page_size=500, page_token=token), timeout=args.timeout)
+                page = stub.ListMedia(
+                    pb.ListMediaRequest(page_size=500, page_token=token), timeout=args.timeout, metadata=metadata
+                )
                 media.extend(page.media)
                 token = page.next_page_token
                 if not token:
@@ -309,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     for client in (search, status):
         client.add_argument("--target", default=DEFAULT_TARGET, help=f"query service (default {DEFAULT_TARGET})")
         client.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
+        client.add_argument("--tls", action="store_true", help="connect with TLS (system trust store)")
+        client.add_argument("--tls-ca", metavar="FILE", help="connect with TLS, trusting this CA (PEM)")
+        client.add_argument("--token", help="bearer token (env: RVS_AUTH_TOKEN)")
     return parser
 
 

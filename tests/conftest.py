@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
+
+if TYPE_CHECKING:
+    from rvs.bus.memory import MemoryFrameBus
+    from rvs.sampler.app import SamplerService
+    from rvs.store.embedded_milvus import EmbeddedMilvus
+
+    from recorder import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RVS_SHARED_DIR", ROOT.parent / "shared"))
@@ -30,6 +39,18 @@ def lfw(person: str, n: int) -> Path:
     return shared("faces", "lfw", "images", person, f"{person}_{n:04d}.jpg")
 
 
+def error_reason(exc: grpc.RpcError) -> str:
+    """The ErrorInfo reason rvs attaches to an error status."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert status is not None, f"no status details on {exc}"
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    return info.reason
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,14 +58,20 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Milvus server (the embedded standalone binary), once per test session."""
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMilvus]:
+    """A real Milvus server (the embedded standalone binary), once per test session; a fault test
+    may stop and start it again (on the same data and port)."""
     from rvs.store.embedded_milvus import EmbeddedMilvus
 
     server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), free_port())
     server.start()
-    yield server.uri
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(milvus_server: EmbeddedMilvus) -> str:
+    return milvus_server.uri
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +95,31 @@ def collection_name(request: pytest.FixtureRequest) -> str:
     import re
 
     return "t_" + re.sub(r"\W", "_", request.node.name)[:60] + f"_{os.getpid()}"
+
+
+@pytest.fixture
+def sampler(tmp_path: Path) -> Iterator[Callable[..., tuple[SamplerService, MemoryFrameBus, Recorder]]]:
+    """Starts a sampler service on tmp_path/watch with the in-memory bus; stopped after the test."""
+    from prometheus_client import CollectorRegistry
+
+    from rvs.bus.memory import MemoryFrameBus
+    from rvs.sampler.app import SamplerService
+    from rvs.sampler.config import SamplerSettings
+
+    from recorder import Recorder
+
+    started: list[SamplerService] = []
+
+    def make(**kw: object) -> tuple[SamplerService, MemoryFrameBus, Recorder]:
+        (tmp_path / "watch").mkdir(exist_ok=True)
+        fields: dict[str, object] = {"settle_s": 0.3, "scan_interval_s": 0.1} | kw
+        settings = SamplerSettings(watch_dir=tmp_path / "watch", data_dir=tmp_path / "data", **fields)  # type: ignore[arg-type]
+        bus, events = MemoryFrameBus(capacity=1000), Recorder()
+        service = SamplerService(settings, bus, events, CollectorRegistry())
+        service.start()
+        started.append(service)
+        return service, bus, events
+
+    yield make
+    for s in started:
+        s.stop()

@@ -14,9 +14,10 @@ from cluster import Cluster, KafkaBroker, TcpProxy, scrape
 
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import lfw
+from conftest import lfw, shared
 from corpus import BLAIR, BUSH, build_corpus, near, search, segments
 from exposition import convention_problems, missing, scrape_text
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +125,25 @@ def test_milvus_outage_during_ingest(tmp_path: Path, watch: Path, kafka_bootstra
     finally:
         cluster.stop()
         proxy.down()
+
+
+def test_sampler_killed_mid_video_resumes_without_gaps_or_duplicates(cluster: Cluster, watch: Path) -> None:
+    # 1080p with 10 s GOPs: every frame is decoded, so sampling takes seconds and can be cut short.
+    # Named to sort first: the sampler takes it before the rest of the corpus.
+    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (1920, 1080))
+    face = lfw(BLAIR, 2)
+    appears = scene(background, [Appearance(face, 30, 36, x=900, y=400)], {face: load_rgb(face, (300, 300))})
+    write_video(watch / "a_long.mp4", appears, cfr_times(60, 30), rate=30, gop=300, options={"preset": "ultrafast"})
+    cluster.start(embedders=1)
+    published = lambda: scrape(cluster.metrics_ports["sampler"]).get("rvs_frames_published_total", 0)  # noqa: E731
+    cluster.wait_until(lambda: published() >= 12, what="the sampler into the long video")
+    cluster.kill("sampler")  # SIGKILL mid-video: its frames so far are on the bus, the rest never sent
+    cluster.spawn("sampler", "sampler", "--watch", str(watch), "--data-dir", str(cluster.tmp / "sampler"))
+    media = cluster.wait_done(7)
+    assert states(media) == {**EXPECTED_STATES, "a_long.mp4": pb.MEDIA_STATE_DONE}
+    long = next(m for m in media if m.uri.endswith("a_long.mp4"))
+    assert long.frames_sampled == long.frames_embedded == 60  # every second once: no gap
+    assert long.faces_found == 6
+    cluster.assert_index_exact(media)  # and no duplicate
+    assert segments(search(cluster.stub(), lfw(BLAIR, 10)))["a_long.mp4"] == [(30000, 35000)]
+    assert cluster.stop() == dict.fromkeys(cluster.procs, 0)

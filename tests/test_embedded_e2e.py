@@ -8,74 +8,23 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from rvs.embedded import EmbeddedApp, EmbeddedSettings
-from rvs.embedder.config import EmbedderSettings
-from rvs.query.config import QuerySettings
-from rvs.sampler.config import SamplerSettings
+from rvs.embedded import EmbeddedSettings
 from rvs.v1 import rvs_pb2 as pb
-from rvs.v1 import rvs_pb2_grpc
 
-from conftest import free_port, lfw, shared
+from conftest import error_reason, free_port, lfw, shared
 from corpus import BLAIR, BUSH, POWELL, RUMSFELD, STRANGERS, build_corpus, near, search, segments
+from embedded_app import Running, settings, start, wait_done
 from exposition import missing
 
 pytestmark = pytest.mark.e2e
-
-
-def settings(
-    watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str
-) -> EmbeddedSettings:
-    common = dict(
-        data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection, metrics_port=metrics_port
-    )
-    return EmbeddedSettings(
-        sampler=SamplerSettings(
-            watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data, metrics_port=metrics_port
-        ),
-        embedder=EmbedderSettings(**common, batch_size=8),  # type: ignore[arg-type]
-        query=QuerySettings(**common, port=port),  # type: ignore[arg-type]
-    )
-
-
-@dataclass
-class Running:
-    app: EmbeddedApp
-    stub: rvs_pb2_grpc.SearchServiceStub
-    channel: grpc.Channel
-    metrics_url: str
-    watch: Path
-
-
-def wait_done(stub: rvs_pb2_grpc.SearchServiceStub, expected: int, timeout_s: float = 300) -> list[pb.Media]:
-    deadline = time.monotonic() + timeout_s
-    media: list[pb.Media] = []
-    while time.monotonic() < deadline:
-        media = list(stub.ListMedia(pb.ListMediaRequest()).media)
-        finished = [m for m in media if m.state in (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED)]
-        if len(media) >= expected and len(finished) == len(media):
-            return media
-        time.sleep(0.5)
-    raise AssertionError(f"ingest did not finish: {media}")
-
-
-def start(s: EmbeddedSettings, watch: Path) -> Running:
-    app = EmbeddedApp(s)
-    app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.query.port}")  # type: ignore[union-attr]
-    return Running(
-        app, rvs_pb2_grpc.SearchServiceStub(channel), channel, f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch
-    )
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +95,6 @@ def test_people_not_in_the_index_are_not_matched(running: Running, person: str, 
     assert (list(resp.images), list(resp.videos)) == ([], []), f"{person} matched {resp}"
 
 
-def _reason(exc: grpc.RpcError) -> str:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    status.details[0].Unpack(info)
-    return info.reason
-
-
 def test_query_errors_have_documented_codes(running: Running) -> None:
     no_face = shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg")
     cases = [
@@ -168,7 +109,7 @@ def test_query_errors_have_documented_codes(running: Running) -> None:
         with pytest.raises(grpc.RpcError) as info:
             running.stub.Search(pb.SearchRequest(image=image, **kw), timeout=30)  # type: ignore[arg-type]
         assert info.value.code() == code, (reason, info.value.details())
-        assert _reason(info.value) == reason
+        assert error_reason(info.value) == reason
         assert info.value.details()
     with pytest.raises(grpc.RpcError) as info:  # over the request size limit: gRPC's own check
         running.stub.Search(pb.SearchRequest(image=b"\0" * (21 * 1024 * 1024)), timeout=30)
@@ -181,11 +122,49 @@ def test_query_errors_have_documented_codes(running: Running) -> None:
     Image.new("1", (8000, 8000)).save(huge, format="PNG")  # 64 Mpx in a small file
     with pytest.raises(grpc.RpcError) as info:
         running.stub.Search(pb.SearchRequest(image=huge.getvalue()), timeout=30)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _reason(info.value) == "IMAGE_TOO_LARGE"
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(info.value) == "IMAGE_TOO_LARGE"
     assert "50000000" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         running.stub.GetMedia(pb.GetMediaRequest(media_id="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_awkward_but_valid_queries(running: Running, tmp_path: Path) -> None:
+    """Huge payloads and headers are refused cleanly; odd but valid requests are answered."""
+    import io
+
+    from PIL import Image
+
+    with pytest.raises(grpc.RpcError) as info:  # a 50 MB "image"
+        running.stub.Search(pb.SearchRequest(image=b"\xff" * (50 * 1024 * 1024)), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    header = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(header, format="PNG")  # 400 Mpx declared, a few kB sent
+    with pytest.raises(grpc.RpcError) as info:
+        running.stub.Search(pb.SearchRequest(image=header.getvalue()), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(info.value) == "IMAGE_TOO_LARGE"
+
+    gray = io.BytesIO()
+    Image.open(lfw(BUSH, 10)).convert("L").save(gray, format="JPEG")
+    answer = running.stub.Search(pb.SearchRequest(image=gray.getvalue(), top_k=0), timeout=30)
+    assert "clip_a.mp4" in segments(answer)  # grayscale works; top_k 0 means the server's default
+
+    crowd = Image.new("RGB", (6 * 160, 5 * 200), (128, 128, 128))  # 30 people in one photo
+    people = sorted((lfw(BUSH, 1).parent.parent).glob("*/*_0001.jpg"))[:30]
+    for i, photo in enumerate(people):
+        crowd.paste(Image.open(photo).crop((60, 40, 190, 200)), ((i % 6) * 160 + 15, (i // 6) * 200 + 20))
+    buf = io.BytesIO()
+    crowd.save(buf, format="JPEG", quality=95)
+    answer = running.stub.Search(pb.SearchRequest(image=buf.getvalue()), timeout=60)
+    assert len(answer.query_faces) >= 28 and answer.used_face_index == 0
+    last = running.stub.Search(pb.SearchRequest(image=buf.getvalue(), face_index=len(answer.query_faces) - 1))
+    assert last.used_face_index == len(answer.query_faces) - 1
+
+    everyone = running.stub.Search(pb.SearchRequest(image=lfw(BUSH, 10).read_bytes(), min_score=-0.5), timeout=30)
+    assert (len(everyone.images), len(everyone.videos)) == (2, 2)  # every photo and video with a face
+    with pytest.raises(grpc.RpcError) as info:
+        running.stub.Search(pb.SearchRequest(image=lfw(BUSH, 10).read_bytes(), min_score=-1.5), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(info.value) == "INVALID_PARAMETER"
 
 
 def test_several_query_faces_can_be_chosen(running: Running, tmp_path: Path) -> None:

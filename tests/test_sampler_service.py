@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from prometheus_client import CollectorRegistry
 
 from rvs.bus.memory import MemoryFrameBus
-from rvs.sampler.app import SamplerService
-from rvs.sampler.config import SamplerSettings
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw
 from media_factory import cfr_times, write_video
-from recorder import Recorder, wait_for
-
-
-@pytest.fixture
-def sampler(tmp_path: Path) -> Iterator[Callable[..., tuple[SamplerService, MemoryFrameBus, Recorder]]]:
-    started: list[SamplerService] = []
-
-    def make(**kw: object) -> tuple[SamplerService, MemoryFrameBus, Recorder]:
-        (tmp_path / "watch").mkdir(exist_ok=True)
-        settings = SamplerSettings(
-            watch_dir=tmp_path / "watch", data_dir=tmp_path / "data", settle_s=0.3, scan_interval_s=0.1, **kw
-        )  # type: ignore[arg-type]
-        bus, events = MemoryFrameBus(capacity=1000), Recorder()
-        service = SamplerService(settings, bus, events, CollectorRegistry())
-        service.start()
-        started.append(service)
-        return service, bus, events
-
-    yield make
-    for s in started:
-        s.stop()
+from recorder import wait_for
 
 
 def drain(bus: MemoryFrameBus) -> list[pb.Frame]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -129,6 +130,11 @@ class KafkaFrameConsumer:
             metadata_max_age_ms=5_000,
             max_partition_fetch_bytes=max(settings.max_frame_bytes + 64_000, 1_048_576),
         )
+        # The group leader assigns only the partitions its metadata knows: know them before joining,
+        # or a just-created topic leaves some members with nothing until the next rebalance.
+        deadline = time.monotonic() + 30
+        while not self._consumer.partitions_for_topic(settings.frames_topic) and time.monotonic() < deadline:
+            time.sleep(0.2)
         self._consumer.subscribe([settings.frames_topic], listener=_Revocations(self._revoked))
         self._dead_letters = _producer(settings)
         self._in_hand: dict[TopicPartition, int] = {}  # next offset to commit per partition

@@ -42,7 +42,7 @@ class Sample:
 @dataclass(frozen=True)
 class VideoInfo:
     duration_ms: int
-    width: int  # upright, before any downscaling
+    width: int  # as coded: before rotation and downscaling
     height: int
     codec: str
     keyframes: int  # keyframes in the container index (0: not indexed)
@@ -67,6 +67,9 @@ class VideoSampler:
             self._container.close()
             raise NoVideoStream("the file has no video stream")
         self._stream = self._container.streams.video[0]
+        if self._stream.codec_context is None:
+            self._container.close()
+            raise DecodeError("the video stream has no decodable codec")
         # Frame threads speed up decoding; slice threads help for single large frames.
         self._stream.thread_type = "AUTO"
         if threads:
@@ -77,6 +80,7 @@ class VideoSampler:
         self.info = self._probe()
         self.seeks = 0
         self.frames_decoded = 0
+        self.damaged_packets = 0
 
     def __enter__(self) -> VideoSampler:
         return self
@@ -128,16 +132,30 @@ class VideoSampler:
         return self._keyframes[i] if i >= 0 else None
 
     def _frames(self) -> Iterator[av.VideoFrame]:
-        try:
-            for frame in self._container.decode(self._stream):
+        """Decoded frames from the current position. A packet that does not decode is skipped, so
+        a damaged stretch costs only its own frames; damage to the container itself ends the file."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.error.EOFError, av.error.InvalidDataError) as exc:
+                if not isinstance(exc, av.error.EOFError):
+                    log.warning("stopped reading %s early: %s", self.path.name, exc)
+                return
+            try:
+                frames = packet.decode()
+            except av.error.EOFError:
+                return
+            except av.error.InvalidDataError as exc:
+                self.damaged_packets += 1
+                if self.damaged_packets == 1:
+                    log.warning("skipping damaged data in %s: %s", self.path.name, exc)
+                continue
+            for frame in frames:
                 self.frames_decoded += 1
                 yield frame
-        except av.error.EOFError:
-            return
-        except av.error.InvalidDataError as exc:
-            # A damaged stretch ends the file for us; samples before it were already published.
-            log.warning("decoding stopped early in %s: %s", self.path.name, exc)
-            return
 
     def _to_sample(self, index: int, t: Fraction, frame: av.VideoFrame) -> Sample:
         width, height = frame.width, frame.height

@@ -67,7 +67,9 @@ class FaceHit:
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value)  # a JSON string literal is a valid Milvus expression string literal
+    # A JSON string literal is a Milvus expression string literal; characters stay raw UTF-8,
+    # because Milvus's parser rejects the surrogate-pair escapes of characters beyond U+FFFF.
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,13 @@ class FaceStore:
     def client(self) -> MilvusClient:
         if self._client is None:
             # (Re)connect lazily: after an outage a fresh channel is up at once, where the old one
-            # would wait out gRPC's reconnect back-off.
+            # would wait out gRPC's reconnect back-off. Dedicated: pymilvus otherwise shares one
+            # connection per address in the process, and a closed client would hand the next one
+            # the same broken channel.
             try:
-                self._client = MilvusClient(uri=self.uri, token=self._token or "", timeout=self._timeout)
+                self._client = MilvusClient(
+                    uri=self.uri, token=self._token or "", timeout=self._timeout, dedicated=True
+                )
             except MilvusException as exc:
                 raise StoreUnavailable(f"cannot connect to Milvus at {self.uri}: {exc}") from exc
         return self._client
@@ -225,7 +231,12 @@ class FaceStore:
             raise self._failed(f"upsert of {len(rows)} faces", exc) from exc
 
     def search(
-        self, vector: np.ndarray, min_score: float, limit: int, where: SearchFilter | None = None
+        self,
+        vector: np.ndarray,
+        min_score: float,
+        limit: int,
+        where: SearchFilter | None = None,
+        timeout_s: float | None = None,
     ) -> list[FaceHit]:
         """Faces with cosine similarity above `min_score`, best first, at most `limit`."""
         limit = max(1, min(limit, MAX_SEARCH_LIMIT))
@@ -241,7 +252,7 @@ class FaceStore:
                 output_fields=_OUTPUT_FIELDS,
                 search_params={"metric_type": "COSINE", "params": params},
                 consistency_level=self.consistency,
-                timeout=self._timeout,
+                timeout=min(self._timeout, timeout_s) if timeout_s is not None else self._timeout,
             )
         except MilvusException as exc:
             raise self._failed("search", exc) from exc

@@ -121,16 +121,34 @@ class EmbedderService:
             per_media[frame.media_id].append((frame.sample_index, 0))
         if not self._upsert(rows):
             return False
-        for media_id, done in per_media.items():
-            self.events.publish(
-                pb.MediaEvent(
-                    media_id=media_id,
-                    at_ms=int(time.time() * 1000),
-                    embedded=pb.FramesEmbedded(sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]),
-                )
+        events = [
+            pb.MediaEvent(
+                media_id=media_id,
+                at_ms=int(time.time() * 1000),
+                embedded=pb.FramesEmbedded(sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]),
             )
+            for media_id, done in per_media.items()
+        ]
+        if not self._report(events):
+            return False
         self.metrics.frames_embedded.inc(len(frames))
         self.metrics.faces_detected.inc(len(rows))
+        return True
+
+    def _report(self, events: list[pb.MediaEvent]) -> bool:
+        """Publish progress, retrying until it is recorded (a full disk, an unreachable broker):
+        the faces are indexed, and progress must not silently fall behind them."""
+        delay = 0.5
+        pending = list(events)
+        while pending:
+            try:
+                self.events.publish(pending[0])
+                pending.pop(0)
+            except Exception as exc:
+                log.error("cannot record progress (%s); retrying in %.1fs", exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, self.settings.retry_max_s)
         return True
 
     def _upsert(self, rows: list[FaceRow]) -> bool:

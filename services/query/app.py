@@ -28,7 +28,7 @@ class QueryService:
     ) -> None:
         self.settings = settings
         self.engine = SearchEngine(settings, pipeline, store, catalog)
-        self.servicer = SearchServicer(self.engine, catalog, QueryMetrics(registry))
+        self.servicer = SearchServicer(self.engine, catalog, QueryMetrics(registry), settings.rpc_deadline_s)
         self.server = QueryServer(settings, self.servicer)
         self._index_size(registry, store, catalog)
 
@@ -53,7 +53,13 @@ class QueryService:
     def start(self) -> None:
         """Serve; health says NOT_SERVING until `ready()` (models and index loaded)."""
         self.server.start()
-        log.info("gRPC Search on %s:%d", self.settings.host, self.port)
+        log.info(
+            "gRPC Search on %s:%d (%s%s)",
+            self.settings.host,
+            self.port,
+            "TLS" if self.server.tls else "plaintext",
+            ", bearer token required" if self.settings.auth_token else "",
+        )
 
     def ready(self) -> None:
         self.server.set_serving(True)

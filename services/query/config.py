@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 
 from rvs.config import BusSettings, ModelSettings, StoreSettings
 
@@ -28,3 +30,23 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """Threads serving RPCs."""
     max_concurrent_rpcs: int = Field(64, ge=1)
     """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED."""
+    rpc_deadline_s: float = Field(30.0, gt=0)
+    """Longest a request may run (a client's shorter deadline wins); a Search past it ends with
+    DEADLINE_EXCEEDED."""
+    auth_token: SecretStr | None = None
+    """If set, every RPC but health checks must carry the metadata `authorization: Bearer <token>`
+    (else UNAUTHENTICATED)."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the gRPC server; with tls_key_file, the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of the gRPC server."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle: if set, clients must present a certificate it signed (mutual TLS)."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> QuerySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from rvs.catalog import Catalog
@@ -24,6 +25,10 @@ class NoFace(Exception):
     """No face was found in the query image (FAILED_PRECONDITION, reason NO_FACE)."""
 
 
+class DeadlineExceeded(Exception):
+    """The search ran past its deadline (DEADLINE_EXCEEDED)."""
+
+
 class FaceIndexOutOfRange(Exception):
     """face_index names a face that is not there (FAILED_PRECONDITION, reason FACE_INDEX_OUT_OF_RANGE)."""
 
@@ -41,7 +46,8 @@ class SearchEngine:
             return self.settings.min_score
         return self.pipeline.encoder.default_min_score
 
-    def search(self, request: pb.SearchRequest) -> pb.SearchResponse:
+    def search(self, request: pb.SearchRequest, deadline: float | None = None) -> pb.SearchResponse:
+        """`deadline` (time.monotonic()) is checked after each costly step; Milvus gets what is left."""
         top_k = request.top_k or self.settings.default_top_k
         if top_k > self.settings.max_top_k:
             raise InvalidQuery(f"top_k is {top_k}; the largest allowed is {self.settings.max_top_k}")
@@ -55,6 +61,9 @@ class SearchEngine:
 
         image = decode_image(request.image, max_pixels=self.settings.max_image_pixels)
         faces = self.pipeline.process([image])[0]
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("the query image took longer than the deadline to analyse")
         if not faces:
             raise NoFace("no face found in the query image")
         chosen = request.face_index if request.HasField("face_index") else 0
@@ -67,7 +76,7 @@ class SearchEngine:
             ingested_after_ms=request.ingested_after_ms,
             ingested_before_ms=request.ingested_before_ms,
         )
-        hits = self.store.search(faces[chosen].vector, min_score, self.settings.search_candidates, where)
+        hits = self.store.search(faces[chosen].vector, min_score, self.settings.search_candidates, where, remaining)
         catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
         # Media deleted from the catalog but not yet from the index are never shown.
         hits = [h for h in hits if h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED]

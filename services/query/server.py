@@ -20,7 +20,8 @@ from rvs.catalog import Catalog
 from rvs.media.errors import MediaError, TooLarge
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import FaceIndexOutOfRange, InvalidQuery, NoFace, SearchEngine
+from rvs.query.search import DeadlineExceeded, FaceIndexOutOfRange, InvalidQuery, NoFace, SearchEngine
+from rvs.query.security import BearerAuth, server_credentials
 from rvs.store.faces import StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
@@ -61,17 +62,24 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
 
 
 class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
-    def __init__(self, engine: SearchEngine, catalog: Catalog | None, metrics: QueryMetrics) -> None:
+    def __init__(
+        self, engine: SearchEngine, catalog: Catalog | None, metrics: QueryMetrics, rpc_deadline_s: float = 30.0
+    ) -> None:
         self.engine = engine
         self.catalog = catalog
         self.metrics = metrics
+        self.rpc_deadline_s = rpc_deadline_s
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
         if not request.image:
             abort(context, code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", "request.image is empty: send the photo's bytes")
+        remaining = context.time_remaining()
+        budget = self.rpc_deadline_s if remaining is None else min(self.rpc_deadline_s, remaining)
         try:
-            response = self.engine.search(request)
+            response = self.engine.search(request, time.monotonic() + budget)
+        except DeadlineExceeded as exc:
+            abort(context, code_pb2.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc))
         except TooLarge as exc:
             abort(context, code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail)
         except MediaError as exc:
@@ -139,6 +147,14 @@ class QueryServer:
 
     def __init__(self, settings: QuerySettings, servicer: SearchServicer) -> None:
         self.health = health.HealthServicer(experimental_non_blocking=True)
+        interceptors = []
+        if settings.auth_token is not None:
+            metrics = servicer.metrics
+
+            def refused(method: str) -> None:
+                metrics.rpcs.labels(method.rsplit("/", 1)[-1], "UNAUTHENTICATED").inc()
+
+            interceptors.append(BearerAuth(settings.auth_token.get_secret_value(), refused, abort))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.rpc_workers, thread_name_prefix="grpc"),
             options=[
@@ -146,11 +162,18 @@ class QueryServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            interceptors=interceptors,
         )
         rvs_pb2_grpc.add_SearchServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(settings)
+        self.tls = credentials is not None
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if not self.port:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
         self.set_serving(False)

@@ -11,6 +11,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from rvs.bus import EventPublisher, FramePublisher
+from rvs.disk import is_disk_full
 from rvs.logs import media_log
 from rvs.media.kinds import media_kind
 from rvs.sampler.config import SamplerSettings
@@ -101,8 +102,15 @@ class SamplerService:
                 if exc.reason != failing:  # once per distinct problem, not at every retry
                     log.error("%s; retrying", exc.detail)
                 failing, delay = exc.reason, min(_MAX_BACKOFF_S, max(1.0, delay * 2))
-            except Exception:  # an unexpected scan error is retried at the next interval
-                log.exception("scan of %s failed", source.uri)
+            except Exception as exc:  # an unexpected scan error is retried at the next interval
+                reason = "DISK_FULL" if is_disk_full(exc) else "INTERNAL"
+                self.metrics.source_errors.labels(source.kind, reason).inc()
+                if reason != failing:
+                    if reason == "DISK_FULL":
+                        log.error("no space left in %s for rvs's state (%s); retrying", self.settings.data_dir, exc)
+                    else:
+                        log.exception("scan of %s failed", source.uri)
+                failing, delay = reason, min(_MAX_BACKOFF_S, max(1.0, delay * 2))
             source.wait(delay, self._stopping)
 
     def _scan_once(self, source: Source) -> None:
@@ -139,33 +147,37 @@ class SamplerService:
             log.warning("cannot read %s: %s", entry.uri, exc)
             return
         media_id = fetched.media_id
-        self.state.record_entry(entry.uri, entry.size, entry.version, media_id)
-        if previous and previous != media_id and self.state.is_orphan(previous):
-            self._remove_if_configured(previous, entry.uri)
         kind = media_kind(entry.uri)
         discovered = now_ms()
-        if not self.state.add_media(media_id, entry.uri, kind, entry.size, discovered):
+        new = self.state.status(media_id) is None
+        job = MediaJob(media_id, fetched.path, entry.uri, kind, source.uri, discovered)
+        # Events first, then the state: if either fails (a full disk) nothing is recorded, and the
+        # next scan finds the entry again; the catalog folds a repeated event into the same item.
+        if new:
+            self.events.publish(
+                pb.MediaEvent(
+                    media_id=media_id,
+                    at_ms=discovered,
+                    discovered=pb.MediaDiscovered(uri=entry.uri, kind=kind, size_bytes=entry.size, source=source.uri),
+                )
+            )
+            if kind == pb.MEDIA_KIND_UNSPECIFIED:
+                suffix = entry.uri.rsplit("/", 1)[-1].rpartition(".")[2]
+                what = f".{suffix}" if suffix else "no extension"
+                self._sampler.fail(job, "UNSUPPORTED_TYPE", f"{what} is not a photo or video type")
+        status = "failed" if kind == pb.MEDIA_KIND_UNSPECIFIED else "pending"
+        added = self.state.record(entry.uri, entry.size, entry.version, media_id, kind, discovered, status)
+        if previous and previous != media_id and self.state.is_orphan(previous):
+            self._remove_if_configured(previous, entry.uri)
+        if not added:
             log.info("%s is a copy of a known media item; not ingested again", entry.uri, extra=media_log(media_id))
             if self.state.status(media_id) != "pending":
                 source.release(media_id)
             return
         kind_label = {pb.MEDIA_KIND_IMAGE: "image", pb.MEDIA_KIND_VIDEO: "video"}.get(kind, "other")
         self.metrics.media_discovered.labels(kind_label).inc()
-        self.events.publish(
-            pb.MediaEvent(
-                media_id=media_id,
-                at_ms=discovered,
-                discovered=pb.MediaDiscovered(uri=entry.uri, kind=kind, size_bytes=entry.size, source=source.uri),
-            )
-        )
         log.info("discovered %s", entry.uri, extra=media_log(media_id))
-        job = MediaJob(media_id, fetched.path, entry.uri, kind, source.uri, discovered)
         if kind == pb.MEDIA_KIND_UNSPECIFIED:
-            suffix = entry.uri.rsplit("/", 1)[-1].rpartition(".")[2]
-            self._sampler.fail(
-                job, "UNSUPPORTED_TYPE", f"{'.' + suffix if suffix else 'no extension'} is not a photo or video type"
-            )
-            self.state.set_status(media_id, "failed")
             source.release(media_id)
             return
         self._jobs.put(job)
@@ -178,6 +190,13 @@ class SamplerService:
                 continue
             try:
                 self._work(job)
+            except Exception as exc:  # never lose the item: try it again later
+                if is_disk_full(exc):
+                    log.error("no space left for rvs's state (%s); will retry %s", exc, job.uri)
+                else:
+                    log.exception("sampling %s failed; will retry", job.uri, extra=media_log(job.media_id))
+                if not self._stopping.wait(self._retry_s):
+                    self._jobs.put(job)
             finally:
                 self._jobs.task_done()
 

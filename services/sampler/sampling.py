@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from rvs.bus import BusUnavailable, EventPublisher, FramePublisher
+from rvs.disk import is_disk_full
 from rvs.logs import media_log, media_scope
 from rvs.media.errors import DecodeError, MediaError
 from rvs.media.frames import encode_jpeg_within, fit_within
@@ -114,6 +115,9 @@ class MediaSampler:
             self.fail(job, exc.reason, exc.detail)
             return True
         except Exception as exc:  # one bad file must never stop the sampler
+            if is_disk_full(exc):  # not the file's fault: sample it again once there is room
+                log.error("no space left for rvs's state (%s); will sample %s again", exc, job.uri, extra=extra)
+                return False
             log.exception("unexpected error sampling %s", job.uri, extra=extra)
             self.fail(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
             return True
@@ -155,11 +159,14 @@ class MediaSampler:
             self._event(job.media_id, sampling_started=started)
             count = 0
             last_ms = 0
+            size = (info.width, info.height)
             for sample in video:
+                if count == 0:  # upright, as shown: rotation applied, before downscaling
+                    h, w = sample.rgb.shape[:2]
+                    size = (round(w * sample.scale), round(h * sample.scale))
                 self._frame(job, sample.index, sample.time_ms, sample.rgb, sample.scale)
                 count += 1
                 last_ms = sample.time_ms
             if count == 0:
                 raise DecodeError("no decodable video frame in the file")
-            size = (info.width, info.height)
             return count, max(info.duration_ms, last_ms), size

@@ -59,14 +59,6 @@ class WatchState:
             rows = self._db.execute("SELECT uri, size, version, media_id FROM entries").fetchall()
         return {u: (s, v, mid) for u, s, v, mid in rows}
 
-    def record_entry(self, uri: str, size: int, version: str, media_id: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT(uri) DO UPDATE SET size=excluded.size,"
-                " version=excluded.version, media_id=excluded.media_id",
-                (uri, size, version, media_id),
-            )
-
     def forget_entry(self, uri: str) -> str | None:
         """Drop an entry; returns its media id if no other entry holds that media any more."""
         with self._lock:
@@ -86,13 +78,28 @@ class WatchState:
             row = self._db.execute("SELECT status FROM media WHERE media_id=?", (media_id,)).fetchone()
         return row[0] if row else None
 
-    def add_media(self, media_id: str, uri: str, kind: int, size: int, discovered_at_ms: int) -> bool:
-        """Register a media item; False if its content is already known (a copy or a rename)."""
+    def record(
+        self, uri: str, size: int, version: str, media_id: str, kind: int, discovered_at_ms: int, status: str
+    ) -> bool:
+        """Record an entry and its media item in one transaction (a full disk leaves neither);
+        False if the media was already known (a copy or a rename)."""
         with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO media VALUES (?, ?, ?, ?, ?, 'pending')",
-                (media_id, uri, kind, size, discovered_at_ms),
-            )
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT(uri) DO UPDATE SET size=excluded.size,"
+                    " version=excluded.version, media_id=excluded.media_id",
+                    (uri, size, version, media_id),
+                )
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO media VALUES (?, ?, ?, ?, ?, ?)",
+                    (media_id, uri, kind, size, discovered_at_ms, status),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             return cur.rowcount == 1
 
     def set_status(self, media_id: str, status: str) -> None:

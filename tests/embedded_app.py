@@ -1,0 +1,61 @@
+"""Embedded mode in the test process: settings for the test corpus, start, wait until ingested."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from rvs.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.embedder.config import EmbedderSettings
+from rvs.query.config import QuerySettings
+from rvs.sampler.config import SamplerSettings
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+
+def settings(
+    watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str
+) -> EmbeddedSettings:
+    common = dict(
+        data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection, metrics_port=metrics_port
+    )
+    return EmbeddedSettings(
+        sampler=SamplerSettings(
+            watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data, metrics_port=metrics_port
+        ),
+        embedder=EmbedderSettings(**common, batch_size=8),  # type: ignore[arg-type]
+        query=QuerySettings(**common, port=port),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Running:
+    app: EmbeddedApp
+    stub: rvs_pb2_grpc.SearchServiceStub
+    channel: grpc.Channel
+    metrics_url: str
+    watch: Path
+
+
+def wait_done(stub: rvs_pb2_grpc.SearchServiceStub, expected: int, timeout_s: float = 300) -> list[pb.Media]:
+    deadline = time.monotonic() + timeout_s
+    media: list[pb.Media] = []
+    while time.monotonic() < deadline:
+        media = list(stub.ListMedia(pb.ListMediaRequest()).media)
+        finished = [m for m in media if m.state in (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED)]
+        if len(media) >= expected and len(finished) == len(media):
+            return media
+        time.sleep(0.5)
+    raise AssertionError(f"ingest did not finish: {media}")
+
+
+def start(s: EmbeddedSettings, watch: Path) -> Running:
+    app = EmbeddedApp(s)
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.query.port}")  # type: ignore[union-attr]
+    return Running(
+        app, rvs_pb2_grpc.SearchServiceStub(channel), channel, f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch
+    )

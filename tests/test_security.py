@@ -1,0 +1,241 @@
+"""The query service's limits and security: bearer-token auth, TLS (and mutual TLS), deadlines, the
+concurrency limit, a restart under load, the metrics endpoint on its own interface, no secrets in logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import trustme
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from rvs.faces.pipeline import FacePipeline
+from rvs.metrics_http import MetricsEndpoint
+from rvs.query.app import QueryService
+from rvs.query.config import QuerySettings
+from rvs.store.faces import open_face_store
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+from conftest import error_reason, free_port, lfw
+
+TOKEN = "s3cr3t-t0ken-value"
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> FacePipeline:
+    p = FacePipeline(QuerySettings(model="dlib-resnet"))
+    p.load()
+    return p
+
+
+Start = Callable[..., QueryService]
+
+
+@pytest.fixture
+def query(pipeline: FacePipeline, milvus_uri: str, collection_name: str) -> Iterator[Start]:
+    started: list[QueryService] = []
+
+    def start(**kw: object) -> QueryService:
+        fields: dict[str, object] = {
+            "model": "dlib-resnet",
+            "port": 0,
+            "metrics_port": 0,
+            "collection": collection_name,
+        }
+        settings = QuerySettings(**(fields | kw))  # type: ignore[arg-type]
+        store = open_face_store(settings, milvus_uri, pipeline.model_name, pipeline.dim)
+        service = QueryService(settings, pipeline, store, None, CollectorRegistry())
+        service.start()
+        service.ready()
+        started.append(service)
+        return service
+
+    yield start
+    for s in started:
+        s.stop(0)
+
+
+def photo() -> bytes:
+    return lfw("Tony_Blair", 1).read_bytes()
+
+
+def test_bearer_token_is_required_on_every_rpc_but_health(query: Start, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    service = query(auth_token=TOKEN)
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        for metadata, detail in (((), "missing credentials"), ((("authorization", "Bearer nope"),), "invalid token")):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Search(pb.SearchRequest(image=photo()), metadata=metadata, timeout=30)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and detail in info.value.details()
+            assert error_reason(info.value) == "UNAUTHENTICATED"
+        with pytest.raises(grpc.RpcError) as info:
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        answer = stub.Search(
+            pb.SearchRequest(image=photo()), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=30
+        )
+        assert answer.model == "dlib-resnet"
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING  # probes need no token
+    refused = service.servicer.metrics.rpcs.labels("Search", "UNAUTHENTICATED")._value.get()
+    assert refused == 2
+    assert TOKEN not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def test_tls_and_mutual_tls(query: Start, ca: trustme.CA, tmp_path: Path) -> None:
+    server_cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    service = query(tls_cert_file=cert, tls_key_file=key, auth_token=TOKEN)
+    target = f"localhost:{service.port}"
+
+    trusted = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+    with grpc.secure_channel(target, trusted) as channel:
+        answer = rvs_pb2_grpc.SearchServiceStub(channel).Search(
+            pb.SearchRequest(image=photo()), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=30
+        )
+        assert answer.model == "dlib-resnet"
+    untrusted = grpc.ssl_channel_credentials(root_certificates=trustme.CA().cert_pem.bytes())
+    for channel in (grpc.secure_channel(target, untrusted), grpc.insecure_channel(target)):
+        with channel, pytest.raises(grpc.RpcError) as info:
+            rvs_pb2_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(image=photo()), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake fails
+
+    # The CLI's flags: --tls-ca and --token (or RVS_AUTH_TOKEN).
+    cli = [sys.executable, "-m", "rvs", "search", str(lfw("Tony_Blair", 2)), "--target", target]
+    ok = subprocess.run([*cli, "--tls-ca", str(ca_file), "--token", TOKEN], capture_output=True, text=True)
+    assert ok.returncode == 0 and "dlib-resnet" in ok.stdout, ok.stderr
+    no_token = subprocess.run([*cli, "--tls-ca", str(ca_file)], capture_output=True, text=True)
+    assert no_token.returncode == 1 and "UNAUTHENTICATED" in no_token.stderr
+
+    # Mutual TLS: a client certificate signed by the configured CA is required.
+    service.stop(0)
+    mutual = query(tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=ca_file)
+    target = f"localhost:{mutual.port}"
+    client_cert = ca.issue_cert("client@example.com")
+    with_cert = grpc.ssl_channel_credentials(
+        root_certificates=ca.cert_pem.bytes(),
+        private_key=client_cert.private_key_pem.bytes(),
+        certificate_chain=client_cert.cert_chain_pems[0].bytes(),
+    )
+    with grpc.secure_channel(target, with_cert) as channel:
+        assert rvs_pb2_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(image=photo()), timeout=30).model
+    with grpc.secure_channel(target, trusted) as channel, pytest.raises(grpc.RpcError) as info:
+        rvs_pb2_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(image=photo()), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tls_settings_must_come_in_pairs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="both tls_cert_file and tls_key_file"):
+        QuerySettings(tls_cert_file=tmp_path / "c.pem")
+
+
+def big_photo() -> bytes:
+    """A large photo with a face: slow enough to analyse that requests overlap."""
+    canvas = Image.new("RGB", (4000, 3000), (90, 110, 120))
+    canvas.paste(Image.open(lfw("Tony_Blair", 1)).resize((600, 600)), (1700, 1200))
+    out = io.BytesIO()
+    canvas.save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_deadline_and_concurrency_limit(query: Start) -> None:
+    tight = query(rpc_deadline_s=0.001)
+    with grpc.insecure_channel(f"127.0.0.1:{tight.port}") as channel, pytest.raises(grpc.RpcError) as info:
+        rvs_pb2_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(image=photo()), timeout=30)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and error_reason(info.value) == "DEADLINE_EXCEEDED"
+
+    limited = query(max_concurrent_rpcs=1, rpc_workers=4, detect_max_side=4000)
+    image = big_photo()
+    codes: list[grpc.StatusCode] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
+            try:
+                rvs_pb2_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(image=image), timeout=60)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                code = exc.code()
+        with lock:
+            codes.append(code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert grpc.StatusCode.OK in codes and grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def test_clients_see_unavailable_then_success_across_a_restart(query: Start) -> None:
+    service = query()
+    port = service.port
+    codes: list[grpc.StatusCode] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rvs_pb2_grpc.SearchServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    stub.Search(pb.SearchRequest(image=photo()), timeout=5)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while grpc.StatusCode.OK not in codes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    service.stop(1)
+    time.sleep(1.0)
+    restarted = query(port=port)
+    assert restarted.port == port
+    seen = len(codes)
+    while codes[seen:].count(grpc.StatusCode.OK) < 3 and time.monotonic() < deadline + 30:
+        time.sleep(0.1)
+    stop.set()
+    thread.join()
+    first_down = codes.index(grpc.StatusCode.UNAVAILABLE)
+    assert set(codes[:first_down]) == {grpc.StatusCode.OK}
+    assert codes[-1] == grpc.StatusCode.OK
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, "only UNAVAILABLE while it was down"
+
+
+def test_metrics_endpoint_binds_only_its_interface() -> None:
+    port = free_port()
+    endpoint = MetricsEndpoint(CollectorRegistry(), "127.0.0.2", port)
+    endpoint.start()
+    try:
+        assert urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5).status == 200
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        endpoint.stop()
