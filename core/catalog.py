@@ -6,9 +6,11 @@ reported (at-least-once delivery), because frames are keyed by (media id, sample
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS media (
     faces_found INTEGER NOT NULL DEFAULT 0,
     duration_ms INTEGER NOT NULL DEFAULT 0,
     frames_expected INTEGER NOT NULL DEFAULT 0,
+    faces_rejected TEXT NOT NULL DEFAULT '{}',  -- JSON: reason -> faces
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
     error_reason TEXT NOT NULL DEFAULT '',
@@ -77,6 +80,7 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         sampling_complete=row["frame_count"] is not None,
         duration_ms=row["duration_ms"],
         frames_expected=row["frame_count"] if row["frame_count"] is not None else row["frames_expected"],
+        faces_rejected=json.loads(row["faces_rejected"]),
         error_reason=row["error_reason"],
         error_detail=row["error_detail"],
         source=row["source"],
@@ -96,6 +100,8 @@ class Catalog:
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
+        if "faces_rejected" not in columns:
+            self._db.execute("ALTER TABLE media ADD COLUMN faces_rejected TEXT NOT NULL DEFAULT '{}'")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -150,14 +156,22 @@ class Catalog:
             elif kind == "embedded":
                 e = event.embedded
                 new_frames = new_faces = 0
-                for index, faces in zip(e.sample_indices, e.face_counts, strict=True):
+                rejected: Counter[str] = Counter()
+                for n, (index, faces) in enumerate(zip(e.sample_indices, e.face_counts, strict=True)):
                     cur = db.execute(
                         "INSERT OR IGNORE INTO frames (media_id, sample_index, faces) VALUES (?, ?, ?)",
                         (mid, index, faces),
                     )
-                    if cur.rowcount:
+                    if cur.rowcount:  # a replayed frame counts once
                         new_frames += 1
                         new_faces += faces
+                        if n < len(e.rejections):
+                            rejected.update(dict(e.rejections[n].by_reason))
+                if rejected:
+                    row = db.execute("SELECT faces_rejected FROM media WHERE media_id=?", (mid,)).fetchone()
+                    total = Counter(json.loads(row[0])) if row else Counter()
+                    total.update(rejected)
+                    db.execute("UPDATE media SET faces_rejected=? WHERE media_id=?", (json.dumps(total), mid))
                 db.execute(
                     "UPDATE media SET frames_embedded=frames_embedded+?, faces_found=faces_found+?,"
                     " frames_sampled=MAX(frames_sampled, ?), updated_at_ms=? WHERE media_id=?",
@@ -166,7 +180,8 @@ class Catalog:
             elif kind == "removed":
                 db.execute("DELETE FROM frames WHERE media_id=?", (mid,))
                 db.execute(
-                    "UPDATE media SET deleted=1, frames_embedded=0, faces_found=0, updated_at_ms=? WHERE media_id=?",
+                    "UPDATE media SET deleted=1, frames_embedded=0, faces_found=0, faces_rejected='{}',"
+                    " updated_at_ms=? WHERE media_id=?",
                     (at, mid),
                 )
 

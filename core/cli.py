@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -212,7 +213,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"({used.box.x1:.0f},{used.box.y1:.0f})-({used.box.x2:.0f},{used.box.y2:.0f}); "
         f"model {response.model}, min_score {response.min_score:.2f}"
     )
-    if not response.images and not response.videos:
+    if not response.matched:
         print("No match: nobody in the index scores above the threshold.")
         return 0
     if response.images:
@@ -278,6 +279,98 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Search quality through rvs's own pipeline: one row per model, written and printed."""
+    import logging
+    import tempfile
+
+    from rvs.evaluation import report
+    from rvs.faces.types import ModelUnavailable
+    from rvs.logs import setup_logging
+    from rvs.store.embedded_milvus import EmbeddedMilvus
+    from rvs.store.faces import FaceStore
+
+    setup_logging("WARNING")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="rvs-eval-"))
+    milvus = None
+    if not args.milvus_uri:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        milvus = EmbeddedMilvus(work / "milvus", port)
+        milvus.start()
+    uri = args.milvus_uri or (milvus.uri if milvus else "")
+
+    def progress(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    try:
+        if args.what == "images":
+            from rvs.config import ModelSettings
+            from rvs.evaluation import images
+
+            root = Path(args.path)
+            pairs = None
+            if not args.no_pairs:
+                pairs = next((p for p in (root / "pairs.txt", root.parent / "pairs.txt") if p.exists()), None)
+            from rvs.faces.pipeline import FacePipeline
+
+            results = []
+            for model in models:
+                pipeline = FacePipeline(ModelSettings(model=model, weights_path=args.weights_path))  # type: ignore[arg-type]
+                pipeline.load()
+                store = FaceStore(uri, f"eval_{model.replace('-', '_')}_{os.getpid()}", model, pipeline.dim)
+                store.open()
+                try:
+                    results.append(
+                        images.evaluate(root, pipeline, store, args.people, pairs, args.pair_folds, progress)
+                    )
+                finally:
+                    store.drop()
+                    store.close()
+            table = report.image_table(results)
+            defaults = {"dlib-resnet": 0.92, "facenet-vggface2": 0.5, "facenet-casia": 0.5}
+            report.plot(results, out.with_suffix(".png"), defaults)
+            payload = report.as_json(results)
+        else:
+            from rvs.evaluation import videos
+
+            results_v = [
+                videos.evaluate(
+                    Path(args.path),
+                    {"model": m, "weights_path": args.weights_path},
+                    uri,
+                    work / f"data-{m}",
+                )
+                for m in models
+            ]
+            table = report.video_table(results_v)
+            payload = report.as_json(results_v)
+    except (ModelUnavailable, OSError, ValueError) as exc:
+        print(f"rvs eval: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if milvus:
+            milvus.stop()
+        logging.shutdown()
+    out.with_suffix(".md").write_text(table + "\n")
+    out.with_suffix(".json").write_text(payload + "\n")
+    print(payload if args.json else table)
+    if not args.json:
+        print(
+            f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}"
+            + (f", {out.with_suffix('.png')}" if args.what == "images" else ""),
+            file=sys.stderr,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvs", description="Reverse visual search over photos and video.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -319,6 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--face", type=int, default=None, help="which query face to use (default: largest)")
     search.add_argument("--json", action="store_true", help="print the SearchResponse as JSON")
     search.set_defaults(func=cmd_search)
+
+    evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
+    evaluate.add_argument("what", choices=["images", "videos"], help="images DIR (LFW layout) or videos MANIFEST")
+    evaluate.add_argument("path", help="Person_Name/*.jpg folder, or a JSON manifest of clips and query photos")
+    evaluate.add_argument("--models", default="dlib-resnet", help="comma-separated models, one row each")
+    evaluate.add_argument("--weights-path", type=Path, default=None, help="weights file for the facenet models")
+    evaluate.add_argument("--people", type=int, default=None, help="images: first N people with 2+ photos")
+    evaluate.add_argument("--no-pairs", action="store_true", help="images: skip pairs.txt verification")
+    evaluate.add_argument("--pair-folds", type=int, default=None, help="images: use only the first N folds")
+    evaluate.add_argument("--milvus-uri", default="", help="Milvus to use (default: a temporary embedded one)")
+    evaluate.add_argument("--out", default="rvs-eval", help="report path without suffix (.md, .json, .png)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    evaluate.set_defaults(func=cmd_eval)
 
     status = sub.add_parser(
         "status", help="state and progress of every media item (live on a terminal, until all are finished)"

@@ -54,7 +54,15 @@ class ModelSettings(CommonSettings):
     detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     """MTCNN's three stage thresholds (P-Net, R-Net, O-Net)."""
     min_detection_score: float = Field(0.95, ge=0.0, le=1.0)
-    """Faces detected with a lower probability are not indexed or used as queries."""
+    """Faces detected with a lower probability are not indexed or used as queries (LOW_CONFIDENCE)."""
+    min_face_px: int = Field(0, ge=0)
+    """Faces whose box is narrower than this, in pixels of the image the detector sees (frames are at
+    most RVS_FRAME_MAX_SIDE), are not indexed (TOO_SMALL; 0: off)."""
+    min_sharpness: float = Field(0.0, ge=0.0)
+    """Faces whose variance of the Laplacian (grey, 64x64) is lower are not indexed (BLURRY; 0: off)."""
+    max_yaw: float = Field(0.0, ge=0.0)
+    """Faces turned further than this (nose offset from the eyes' midpoint in eye distances; ~0.5 is
+    near profile) are not indexed (POSE; 0: off)."""
     detect_max_side: int = Field(1280, ge=160)
     """Frames are downscaled so the long side is at most this before detection."""
 

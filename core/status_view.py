@@ -33,7 +33,13 @@ def plain_line(m: pb.Media) -> str:
     line = f"{state_name(m):<10} {m.frames_embedded:>5}/{_total(m):<9} {m.faces_found:>6}  {m.uri}"
     if m.error_reason:
         line += f"  ({m.error_reason}: {m.error_detail})"
+    if m.faces_rejected:
+        line += f"  [not indexed: {rejected(m)}]"
     return line
+
+
+def rejected(m: pb.Media) -> str:
+    return ", ".join(f"{n} {reason.lower().replace('_', ' ')}" for reason, n in sorted(m.faces_rejected.items()))
 
 
 def summary(media: list[pb.Media]) -> str:
@@ -87,7 +93,9 @@ def live(fetch: Fetch, console: Console, interval_s: float) -> None:
                 fields = {
                     "state": state_name(m),
                     "faces": m.faces_found,
-                    "error": f"{m.error_reason}: {m.error_detail}" if m.error_reason else "",
+                    "error": f"{m.error_reason}: {m.error_detail}"
+                    if m.error_reason
+                    else (f"not indexed: {rejected(m)}" if m.faces_rejected else ""),
                 }
                 if m.state in FINISHED:
                     total: int | None = max(m.frames_sampled, 1)

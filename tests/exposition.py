@@ -26,6 +26,7 @@ REQUIRED: dict[str, set[tuple[str, str]]] = {
         ("rvs_frames_embedded", "counter"),
         ("rvs_frames_failed", "counter"),
         ("rvs_faces_detected", "counter"),
+        ("rvs_faces_rejected", "counter"),
         ("rvs_embed_batch_frames", "histogram"),
         ("rvs_detect_seconds", "histogram"),
         ("rvs_embed_seconds", "histogram"),

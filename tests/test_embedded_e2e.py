@@ -84,7 +84,7 @@ def test_person_found_in_videos_with_time_ranges(running: Running) -> None:
 
 def test_person_found_in_photos(running: Running) -> None:
     resp = search(running.stub, lfw(RUMSFELD, 5))
-    assert [Path(i.uri).name for i in resp.images] == ["rumsfeld.jpg"]
+    assert [Path(i.uri).name for i in resp.images] == ["rumsfeld.jpg"] and resp.matched
     assert resp.videos == []
     assert search(running.stub, lfw(RUMSFELD, 5), kinds=pb.KIND_FILTER_VIDEOS).images == []
 
@@ -93,6 +93,7 @@ def test_person_found_in_photos(running: Running) -> None:
 def test_people_not_in_the_index_are_not_matched(running: Running, person: str, n: int) -> None:
     resp = search(running.stub, lfw(person, n))
     assert (list(resp.images), list(resp.videos)) == ([], []), f"{person} matched {resp}"
+    assert not resp.matched  # said explicitly: no match
 
 
 def test_query_errors_have_documented_codes(running: Running) -> None:

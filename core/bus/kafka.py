@@ -125,6 +125,9 @@ class KafkaFrameConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,  # a CPU batch can take minutes
+            # Heartbeats come from a background thread that a busy CPU (torch holding the GIL) can
+            # starve; 30 s, not 10, before the group gives a member up (Kafka's own default is 45 s).
+            session_timeout_ms=30_000,
             # A topic created a moment ago has no partitions in the first metadata: look again soon
             # rather than after the default 5 minutes, so the group gets its partitions at once.
             metadata_max_age_ms=5_000,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rvs.config import ModelSettings
-from rvs.faces.detector import MtcnnDetector
+from rvs.faces.detector import MtcnnDetector, QualityGates
 from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
 from rvs.faces.types import Face
 
@@ -36,8 +36,13 @@ class FacePipeline:
             self.device,
             min_face_size=settings.min_face_size,
             thresholds=settings.detect_thresholds,
-            min_score=settings.min_detection_score,
             max_side=settings.detect_max_side,
+            gates=QualityGates(
+                min_score=settings.min_detection_score,
+                min_face_px=settings.min_face_px,
+                min_sharpness=settings.min_sharpness,
+                max_yaw=settings.max_yaw,
+            ),
         )
         self.encoder = build_encoder(settings, self.device)
 

@@ -286,6 +286,13 @@ class FaceStore:
             raise self._failed(f"delete of {media_id}", exc) from exc
         return int(result.get("delete_count", 0)) if isinstance(result, dict) else len(result)
 
+    def drop(self) -> None:
+        """Delete the whole collection (evaluation runs clean up after themselves)."""
+        try:
+            self.client.drop_collection(self.collection)
+        except MilvusException as exc:
+            raise self._failed(f"drop of {self.collection}", exc) from exc
+
     def count(self, media_id: str | None = None) -> int:
         expr = f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""'
         try:

@@ -90,17 +90,20 @@ class EmbedderService:
                 self.metrics.frames_failed.labels(exc.reason).inc()
                 bad.append(frame)
         rows: list[FaceRow] = []
-        per_media: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        per_media: dict[str, list[tuple[int, int, dict[str, int]]]] = defaultdict(list)
         if images:
             t0 = time.perf_counter()
-            detections = self.pipeline.detector.detect(images)
+            analysed = self.pipeline.detector.analyse(images)
+            detections = [a.faces for a in analysed]
             t1 = time.perf_counter()
             vectors = self.pipeline.encoder.encode(images, detections)
             t2 = time.perf_counter()
             self.metrics.detect_seconds.observe(t1 - t0)
             self.metrics.embed_seconds.observe(t2 - t1)
-            for frame, dets, vecs in zip(frames, detections, vectors, strict=True):
+            for frame, dets, vecs, seen in zip(frames, detections, vectors, analysed, strict=True):
                 scale = frame.scale or 1.0
+                for reason, n in seen.rejected.items():
+                    self.metrics.faces_rejected.labels(reason).inc(n)
                 for i, (det, vec) in enumerate(zip(dets, vecs, strict=True)):
                     rows.append(
                         FaceRow(
@@ -116,16 +119,20 @@ class EmbedderService:
                             vector=np.asarray(vec),
                         )
                     )
-                per_media[frame.media_id].append((frame.sample_index, len(dets)))
+                per_media[frame.media_id].append((frame.sample_index, len(dets), dict(seen.rejected)))
         for frame in bad:
-            per_media[frame.media_id].append((frame.sample_index, 0))
+            per_media[frame.media_id].append((frame.sample_index, 0, {}))
         if not self._upsert(rows):
             return False
         events = [
             pb.MediaEvent(
                 media_id=media_id,
                 at_ms=int(time.time() * 1000),
-                embedded=pb.FramesEmbedded(sample_indices=[i for i, _ in done], face_counts=[n for _, n in done]),
+                embedded=pb.FramesEmbedded(
+                    sample_indices=[i for i, _, _ in done],
+                    face_counts=[n for _, n, _ in done],
+                    rejections=[pb.FaceRejections(by_reason=r) for _, _, r in done],
+                ),
             )
             for media_id, done in per_media.items()
         ]

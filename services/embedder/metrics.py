@@ -15,6 +15,9 @@ class EmbedderMetrics:
             "rvs_frames_failed", "Frames that could not be processed.", ["reason"], registry=registry
         )
         self.faces_detected = Counter("rvs_faces_detected", "Faces found and indexed.", registry=registry)
+        self.faces_rejected = Counter(
+            "rvs_faces_rejected", "Faces detected but not indexed, by reason.", ["reason"], registry=registry
+        )
         self.batch_size = Histogram(
             "rvs_embed_batch_frames",
             "Frames per embedder batch.",

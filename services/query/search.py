@@ -94,6 +94,7 @@ class SearchEngine:
             used_face_index=chosen,
             images=images,
             videos=videos,
+            matched=bool(images or videos),
             model=self.pipeline.model_name,
             min_score=min_score,
         )

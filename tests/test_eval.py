@@ -1,0 +1,151 @@
+"""Search-quality evaluation: the measures on hand-made rankings, the quality gates, and
+`rvs eval images` / `rvs eval videos` run for real on LFW photos and clips built from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rvs.catalog import Catalog
+from rvs.evaluation import measures
+from rvs.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
+from rvs.faces.types import Detection
+from rvs.v1 import rvs_pb2 as pb
+
+from conftest import LFW, ROOT, lfw
+from corpus import BLAIR, BUSH, POWELL, build_corpus
+
+
+def test_ranking_measures() -> None:
+    ranking = [True, False, True] + [False] * 17
+    assert measures.portion_at_k(ranking) == pytest.approx(2 / 20)
+    assert measures.normalised_portion_at_k(ranking, n_relevant=3) == pytest.approx(2 / 3)
+    assert measures.average_precision_at_k(ranking, n_relevant=3) == pytest.approx((1 + 2 / 3) / 3)
+    assert measures.average_precision_at_k([False] * 20, n_relevant=3) == 0.0
+    assert measures.normalised_portion_at_k([True] * 20, n_relevant=50) == 1.0
+
+
+def test_verification_picks_thresholds_on_other_folds() -> None:
+    rng = np.random.default_rng(0)
+    same = np.tile([True, False], 100)
+    scores = np.where(same, rng.normal(0.95, 0.02, 200), rng.normal(0.80, 0.05, 200))
+    result = measures.verification_accuracy(scores, same, np.repeat(np.arange(10), 20))
+    assert result.folds == 10 and result.accuracy > 0.97 and 0.85 < result.threshold < 0.93
+
+
+def test_pr_curve_counts_missed_faces_against_recall() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    relevant = np.array([True, True, False, True])
+    curve = measures.pr_curve(scores, relevant, n_relevant=4, thresholds=np.array([0.65, 0.75]))
+    assert curve.precision == pytest.approx([2 / 3, 1.0])
+    assert curve.recall == pytest.approx([2 / 4, 2 / 4])  # one relevant photo was never found
+
+
+def test_quality_gates_name_their_reason() -> None:
+    frontal = np.array([[40, 50], [60, 50], [50, 60], [42, 70], [58, 70]], np.float32)
+    profile = np.array([[40, 50], [60, 50], [68, 60], [55, 70], [65, 70]], np.float32)
+    assert yaw(frontal) == pytest.approx(0.0) and yaw(profile) == pytest.approx(0.9)
+    sharp = np.asarray(Image.open(lfw(BLAIR, 1)).convert("RGB"))
+    blurred = np.asarray(Image.fromarray(sharp).resize((25, 25)).resize((250, 250)))
+    box = (70.0, 60.0, 180.0, 190.0)
+    assert sharpness(sharp, box) > 4 * sharpness(blurred, box)
+    gates = QualityGates(min_score=0.95, min_face_px=40, min_sharpness=50, max_yaw=0.5)
+    face = Detection(box, 0.99, frontal)
+    assert reject_reason(sharp, face, gates) is None
+    assert reject_reason(sharp, Detection(box, 0.90, frontal), gates) == LOW_CONFIDENCE
+    assert reject_reason(sharp, Detection((10, 10, 40, 40), 0.99, frontal), gates) == TOO_SMALL
+    assert reject_reason(sharp, Detection(box, 0.99, profile), gates) == POSE
+    assert reject_reason(blurred, face, gates) == BLURRY
+
+
+def test_rejections_are_counted_once_per_frame(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c.db")
+    catalog.apply(pb.MediaEvent(media_id="m", discovered=pb.MediaDiscovered(uri="/a.mp4", kind=2)))
+    event = pb.MediaEvent(
+        media_id="m",
+        embedded=pb.FramesEmbedded(
+            sample_indices=[0, 1],
+            face_counts=[1, 0],
+            rejections=[pb.FaceRejections(by_reason={"BLURRY": 2}), pb.FaceRejections(by_reason={"POSE": 1})],
+        ),
+    )
+    catalog.apply(event)
+    catalog.apply(event)  # a replay
+    media = catalog.get("m")
+    assert media is not None and dict(media.faces_rejected) == {"BLURRY": 2, "POSE": 1}
+
+
+def rvs_eval(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rvs", "eval", *args], capture_output=True, text=True, timeout=900, cwd=ROOT
+    )
+
+
+@pytest.mark.e2e
+def test_eval_images_on_lfw_people(tmp_path: Path, milvus_uri: str) -> None:
+    # A small LFW of links to the shared photos, with a pairs.txt of two folds made from them.
+    people = ["Colin_Powell", "Donald_Rumsfeld", "George_W_Bush", "Gerhard_Schroeder", "Tony_Blair"]
+    images = tmp_path / "lfw" / "images"
+    images.mkdir(parents=True)
+    for person in [*people, "Aaron_Eckhart", "Abel_Pacheco", "Adam_Sandler"]:
+        (images / person).mkdir()
+        for n in range(1, 6 if person in people else 2):
+            if (src := LFW / person / f"{person}_{n:04d}.jpg").exists():
+                os.symlink(src, images / person / src.name)
+    lines = ["2\t5"]
+    for fold in range(2):
+        lines += [f"{people[i]}\t{1 + fold}\t{3 + fold}" for i in range(5)]
+        lines += [f"{people[i]}\t{1 + fold}\t{people[(i + 1) % 5]}\t{2 + fold}" for i in range(5)]
+    (tmp_path / "lfw" / "pairs.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    done = rvs_eval("images", str(images), "--milvus-uri", milvus_uri, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "| dlib-resnet | 28 | 8 | 25 |" in done.stdout  # photos, people, queries (5 x 5 have others)
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    assert row["rank1"] >= 0.9 and row["map_at_20"] >= 0.8
+    assert row["portion_at_20"] <= 4 / 20 + 1e-9  # at most 4 other photos per person: the ceiling
+    assert row["normalised_portion_at_20"] >= 0.8
+    assert row["verification"]["folds"] == 2 and row["verification"]["accuracy"] >= 0.8
+    assert out.with_suffix(".png").stat().st_size > 10_000 and out.with_suffix(".md").exists()
+
+
+@pytest.mark.e2e
+def test_eval_videos_with_a_manifest(tmp_path: Path, milvus_uri: str) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    build_corpus(clips)
+    manifest = {
+        "top_k": 5,
+        "clips": [
+            {
+                "path": "clips/clip_a.mp4",
+                "people": [{"name": BUSH, "segments": [[1, 3]]}, {"name": BLAIR, "segments": [[7, 9]]}],
+            },
+            {
+                "path": "clips/nested/deeper/clip_b.mp4",
+                "people": [{"name": POWELL, "segments": [[2, 5]]}, {"name": BUSH, "segments": [[2, 5]]}],
+            },
+            {"path": "clips/no_faces.mp4", "people": []},
+        ],
+        "queries": [
+            {"name": BUSH, "photo": str(lfw(BUSH, 10))},
+            {"name": BLAIR, "photo": str(lfw(BLAIR, 10))},
+            {"name": POWELL, "photo": str(lfw(POWELL, 10))},
+            {"name": "Vladimir_Putin", "photo": str(lfw("Vladimir_Putin", 1))},
+            {"name": "Serena_Williams", "photo": str(lfw("Serena_Williams", 1))},
+        ],
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    done = rvs_eval("videos", str(path), "--milvus-uri", milvus_uri, "--out", str(tmp_path / "v"), "--json")
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)[0]
+    assert (row["pairs"], row["found"], row["strangers"], row["false_matches"]) == (4, 4, 2, 0)
+    assert row["mean_segment_error_s"] <= 1.0
