@@ -16,7 +16,7 @@ PROTOTYPE_PORTION = 0.098  # the research prototype, FaceNet on LFW
 def image_table(results: list[ImageEval]) -> str:
     lines = [
         "| model | photos | people | queries | no face found | top-20 portion (prototype: 0.098) "
-        "| normalised | rank-1 | mAP@20 | LFW verification (10-fold) | best-F1 threshold (P / R) |",
+        "| normalised | rank-1 | mAP@20 | LFW verification (k-fold CV) | best-F1 threshold (P / R) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
