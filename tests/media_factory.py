@@ -87,3 +87,18 @@ def write_video(
 
 def cfr_times(duration_s: float, fps: float) -> list[float]:
     return [i / fps for i in range(round(duration_s * fps))]
+
+
+def write_audio_only(path: Path, packets: int = 20) -> Path:
+    """An MP4 with an AAC stream and no video."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for i in range(packets):
+            frame.pts = i * 1024
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+    return path

@@ -12,14 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import ROOT, lfw
-from media_factory import cfr_times, write_video
+from media_factory import cfr_times, write_audio_only, write_video
 from recorder import wait_for
 
 
@@ -27,19 +26,6 @@ def pattern(t: float) -> np.ndarray:
     frame = np.zeros((120, 160, 3), np.uint8)
     frame[:, : int(16 * (t % 10)) + 1] = 200
     return frame
-
-
-def audio_only(path: Path) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for i in range(20):
-            frame.pts = i * 1024
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode():
-            out.mux(p)
 
 
 def corrupt_middle(path: Path) -> None:
@@ -64,7 +50,7 @@ def build(watch: Path, outside: Path) -> dict[str, tuple[str, object]]:
     (watch / "notes.mp4").write_text("this is not a video\n" * 100)
     expect["notes.mp4"] = ("failed", "DECODE_ERROR")
 
-    audio_only(watch / "audio.mp4")
+    write_audio_only(watch / "audio.mp4")
     expect["audio.mp4"] = ("failed", "NO_VIDEO_STREAM")
 
     corrupt = write_video(watch.parent / "corrupt.mp4", pattern, cfr_times(20, 25), gop=25)

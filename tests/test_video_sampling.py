@@ -6,14 +6,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from rvs.media.errors import DecodeError, EmptyFile, NoVideoStream
 from rvs.media.video import VideoSampler
 
-from media_factory import cfr_times, write_video
+from media_factory import cfr_times, write_audio_only, write_video
 
 EVERY_SECOND = [i * 1000 for i in range(12)]
 
@@ -138,17 +137,7 @@ def test_text_named_mp4(tmp_path: Path) -> None:
 
 
 def test_audio_only(tmp_path: Path) -> None:
-    path = tmp_path / "audio.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for i in range(10):
-            frame.pts = i * 1024
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode():
-            out.mux(p)
+    path = write_audio_only(tmp_path / "audio.mp4", packets=10)
     with pytest.raises(NoVideoStream):
         VideoSampler(path)
 

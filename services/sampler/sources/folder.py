@@ -44,10 +44,10 @@ class FolderSource:
         return Path(uri).is_relative_to(self.root) if uri.startswith("/") else False
 
     def start(self) -> None:
-        pass
+        """Polling needs nothing opened."""
 
     def close(self) -> None:
-        pass
+        """Nothing to close."""
 
     def _walk(self) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
