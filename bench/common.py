@@ -26,7 +26,16 @@ def machine() -> dict[str, object]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": next(
+            (
+                x.split(":", 1)[1].strip()
+                for x in Path("/proc/cpuinfo").read_text().splitlines()
+                if x.startswith("model name")
+            ),
+            platform.processor(),
+        ),
         "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "pyav": av.__version__,
@@ -47,13 +56,50 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(values), "p95": qs[94], "p99": qs[98], "n": len(values)}
 
 
-def talking_head_clip(seconds: int, width: int, height: int, gop_s: float, fps: int = 30) -> Path:
-    """A real talking-head clip (shared/liveportrait d6.mp4, looped) re-encoded to the given size/GOP."""
+def peak_rss_mib(pid: int) -> float:
+    """The kernel's high-water mark of a process's resident memory (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def tree_rss_mib(pid: int) -> dict[int, float]:
+    """Current resident memory (MiB) of a process and all its descendants, by pid."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            rss = next(x for x in Path(f"/proc/{p}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+            out[p] = int(rss.split()[1]) / 1024
+        except (OSError, StopIteration):
+            continue
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (its own threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def talking_head_clip(seconds: int, width: int, height: int, gop_s: float, fps: int = 30, source: str = "d6") -> Path:
+    """A real talking-head clip (shared/liveportrait driving/<source>.mp4, looped) re-encoded to the
+    given size/GOP."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    out_path = CACHE / f"talking_{seconds}s_{width}x{height}_gop{gop_s:g}.mp4"
+    name = f"talking_{seconds}s_{width}x{height}_gop{gop_s:g}" + ("" if source == "d6" else f"_{source}")
+    out_path = CACHE / f"{name}.mp4"
     if out_path.exists():
         return out_path
-    src = SHARED / "media" / "liveportrait" / "assets" / "examples" / "driving" / "d6.mp4"
+    src = SHARED / "media" / "liveportrait" / "assets" / "examples" / "driving" / f"{source}.mp4"
     frames = []
     with av.open(str(src)) as c:
         for f in c.decode(video=0):

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -63,6 +64,23 @@ def test_long_gop_decodes_through_once(tmp_path: Path) -> None:
     times, s = _times(path)
     assert times == EVERY_SECOND
     assert s.frames_decoded <= 300  # never decodes a frame twice
+
+
+def test_long_gop_skips_b_frames_far_from_samples_yet_samples_exact_frames(tmp_path: Path) -> None:
+    def moving(t: float) -> np.ndarray:  # every frame differs, so a neighbour would not pass for it
+        img = np.random.default_rng(int(t * 1000)).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+        img[:, : int(t * 25) % 320] = 0
+        return img
+
+    path = write_video(tmp_path / "b.mp4", moving, cfr_times(12, 25), gop=250, options={"bf": "3"})
+    with av.open(str(path)) as c:
+        every = {round(f.time * 1000): f.to_ndarray(format="rgb24") for f in c.decode(video=0)}
+    with VideoSampler(path) as s:
+        samples = list(s)
+    assert [x.time_ms for x in samples] == EVERY_SECOND
+    for x in samples:
+        assert np.array_equal(x.rgb, every[x.time_ms]), f"sample at {x.time_ms} ms is not that frame"
+    assert s.frames_decoded < 0.8 * len(every)  # B-frames well before each sample were not decoded
 
 
 def test_ntsc_rate_uses_real_timestamps(tmp_path: Path) -> None:
@@ -163,3 +181,19 @@ def test_real_clips(tmp_path: Path) -> None:
     assert times == [round(k * 1001) for k in range(10)]
     with VideoSampler(shared("media", "dlib", "dlib", "test", "ffmpeg_data", "elon-musk-smoke.gif")) as s:
         assert [x.time_ms for x in s] == [0, 1000]
+
+
+@pytest.mark.parametrize(("gop", "suffix"), [(25, "mp4"), (250, "mp4"), (25, "ts")])
+def test_frame_at_is_the_frame_the_sampler_took(tmp_path: Path, gop: int, suffix: str) -> None:
+    """The search page shows a sample's frame again later: it must be the same picture, whether the
+    container lets it seek (short and long GOPs) or not (MPEG-TS: decoded from the start)."""
+    path = write_video(tmp_path / f"clip.{suffix}", _pattern, cfr_times(6, 25), gop=gop)
+    with VideoSampler(path, max_side=320) as s:
+        samples = list(s)
+    for sample in samples:
+        with VideoSampler(path, max_side=320) as again:
+            frame = again.frame_at(sample.time_ms)
+        assert frame is not None and frame.time_ms == sample.time_ms
+        assert np.array_equal(frame.rgb, sample.rgb) and frame.scale == sample.scale
+    with VideoSampler(path) as again:
+        assert again.frame_at(60_000) is None  # past the end

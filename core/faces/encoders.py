@@ -91,7 +91,9 @@ class FacenetEncoder(FaceEncoder):
                     f"weights file (e.g. 20180402-114759-vggface2.pt) on this machine and set "
                     f"RVS_WEIGHTS_PATH to it, or use RVS_MODEL=dlib-resnet, which ships its weights."
                 ) from exc
-        self._model = model.eval().to(self.device)
+        # Channels-last lets oneDNN/cuDNN pick faster convolution kernels: 26 -> 36 faces/s on this
+        # 2-core CPU at batch 16 (bench/embedder.py).
+        self._model = model.eval().to(self.device, memory_format=torch.channels_last)
 
     def crops(self, image: np.ndarray, detections: list[Detection]) -> torch.Tensor:
         """(n, 3, 160, 160) standardised crops, margin as in facenet-pytorch's extract_face."""
@@ -109,7 +111,8 @@ class FacenetEncoder(FaceEncoder):
             crop = pixels.permute(2, 0, 1).unsqueeze(0).float()
             out.append(F.interpolate(crop, size=(self.image_size, self.image_size), mode="area"))
         batch = torch.cat(out)
-        return (batch - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization
+        batch = (batch - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization
+        return batch.contiguous(memory_format=torch.channels_last)
 
     def _encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]:
         assert self._model is not None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from rvs.config import ModelSettings
-from rvs.faces.detector import MtcnnDetector, QualityGates
+from rvs.faces.detector import FrameFaces, MtcnnDetector, QualityGates
 from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
 from rvs.faces.types import Face
 
@@ -25,6 +28,14 @@ def build_encoder(settings: ModelSettings, device: torch.device) -> FaceEncoder:
     if settings.model == "dlib-resnet":
         return DlibEncoder()
     return FacenetEncoder(settings.model, device, settings.weights_path)
+
+
+@dataclass
+class Analysis:
+    frames: list[FrameFaces] = field(default_factory=list)  # per image: indexed faces and rejections
+    vectors: list[np.ndarray] = field(default_factory=list)  # per image: (n_faces, dim)
+    detect_s: float = 0.0  # time spent detecting (on CPU it overlaps embedding)
+    embed_s: float = 0.0
 
 
 class FacePipeline:
@@ -45,6 +56,9 @@ class FacePipeline:
             ),
         )
         self.encoder = build_encoder(settings, self.device)
+        # On CPU, MTCNN's many small operations leave a core idle that the embedding network's large
+        # convolutions would use: detecting the next chunk while this one is embedded fills it.
+        self._overlap = ThreadPoolExecutor(1, thread_name_prefix="detect") if self.device.type == "cpu" else None
 
     @property
     def model_name(self) -> str:
@@ -60,11 +74,40 @@ class FacePipeline:
         self.encoder.load()
         log.info("models ready: MTCNN + %s on %s", self.encoder.name, self.device)
 
+    def analyse(self, images: list[np.ndarray]) -> Analysis:
+        """Detect and embed every face in a batch of images."""
+        out = Analysis()
+        if not images:
+            return out
+        if self._overlap is None:
+            found, out.detect_s = self._detect(images)
+            self._embed(images, found, out)
+            return out
+        step = self.detector.chunk
+        chunks = [images[i : i + step] for i in range(0, len(images), step)]
+        pending = self._overlap.submit(self._detect, chunks[0])
+        for k, chunk in enumerate(chunks):
+            found, seconds = pending.result()
+            out.detect_s += seconds
+            if k + 1 < len(chunks):
+                pending = self._overlap.submit(self._detect, chunks[k + 1])
+            self._embed(chunk, found, out)
+        return out
+
+    def _detect(self, images: list[np.ndarray]) -> tuple[list[FrameFaces], float]:
+        started = time.perf_counter()
+        return self.detector.analyse(images), time.perf_counter() - started
+
+    def _embed(self, images: list[np.ndarray], found: list[FrameFaces], out: Analysis) -> None:
+        started = time.perf_counter()
+        out.vectors += self.encoder.encode(images, [f.faces for f in found])
+        out.embed_s += time.perf_counter() - started
+        out.frames += found
+
     def process(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Every face in every image, largest first, boxes in the pixels of each image."""
-        detections = self.detector.detect(images)
-        vectors = self.encoder.encode(images, detections)
+        analysis = self.analyse(images)
         return [
-            [Face(det, vec) for det, vec in zip(dets, vecs, strict=True)]
-            for dets, vecs in zip(detections, vectors, strict=True)
+            [Face(det, vec) for det, vec in zip(frame.faces, vecs, strict=True)]
+            for frame, vecs in zip(analysis.frames, analysis.vectors, strict=True)
         ]

@@ -77,6 +77,8 @@ class VideoSampler:
         self._time_base = self._stream.time_base or Fraction(1, 90000)
         self._origin = self._stream.start_time if self._stream.start_time is not None else 0
         self._keyframes = self._keyframe_index()
+        self._rate = Fraction(self._stream.average_rate) if self._stream.average_rate else None
+        self._skipping = False
         self.info = self._probe()
         self.seeks = 0
         self.frames_decoded = 0
@@ -157,6 +159,18 @@ class VideoSampler:
                 self.frames_decoded += 1
                 yield frame
 
+    def _skip_nonref(self, ahead: Fraction) -> None:
+        """Far from the next sample, decode only frames that others refer to (B-frames are often half
+        of a long GOP). Decoding resumes in full while the frames still in flight (one per frame
+        thread, plus reordering) cannot reach the sample, so the sampled frame is always decoded."""
+        if self._rate is None:
+            return
+        in_flight = self._stream.codec_context.thread_count + 8
+        skip = ahead > in_flight / self._rate
+        if skip != self._skipping:
+            self._stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self._skipping = skip
+
     def _to_sample(self, index: int, t: Fraction, frame: av.VideoFrame) -> Sample:
         width, height = frame.width, frame.height
         scale = 1.0
@@ -170,6 +184,22 @@ class VideoSampler:
         if quarter_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
         return Sample(index=index, time_ms=int(t * 1000), rgb=rgb, scale=scale)
+
+    def frame_at(self, time_ms: int) -> Sample | None:
+        """The frame the sampler takes for a sample at `time_ms`: the first at or after it (None
+        past the end). Call it once on a freshly opened sampler: it seeks to the keyframe before
+        that time where the container has an index, and decodes from the start where not."""
+        target = Fraction(time_ms, 1000)
+        keyframe = self._keyframe_before(target) if self._keyframes else None
+        if keyframe is not None:
+            try:
+                self._container.seek(keyframe, stream=self._stream, backward=True)
+            except av.error.FFmpegError as exc:  # the demuxer stays where it was: at the start
+                log.debug("seek failed in %s (%s); decoding from the start", self.path.name, exc)
+        for frame in self._frames():
+            if frame.pts is not None and self._seconds(frame.pts) + _TOLERANCE >= target:
+                return self._to_sample(0, max(self._seconds(frame.pts), Fraction(0)), frame)
+        return None
 
     def __iter__(self) -> Iterator[Sample]:
         index = 0
@@ -193,6 +223,7 @@ class VideoSampler:
                     continue
                 t = self._seconds(frame.pts)
                 position = t
+                self._skip_nonref(target - t)
                 if t + _TOLERANCE >= target:
                     yield self._to_sample(index, max(t, Fraction(0)), frame)
                     index += 1

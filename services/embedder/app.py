@@ -92,15 +92,11 @@ class EmbedderService:
         rows: list[FaceRow] = []
         per_media: dict[str, list[tuple[int, int, dict[str, int]]]] = defaultdict(list)
         if images:
-            t0 = time.perf_counter()
-            analysed = self.pipeline.detector.analyse(images)
-            detections = [a.faces for a in analysed]
-            t1 = time.perf_counter()
-            vectors = self.pipeline.encoder.encode(images, detections)
-            t2 = time.perf_counter()
-            self.metrics.detect_seconds.observe(t1 - t0)
-            self.metrics.embed_seconds.observe(t2 - t1)
-            for frame, dets, vecs, seen in zip(frames, detections, vectors, analysed, strict=True):
+            analysis = self.pipeline.analyse(images)
+            self.metrics.detect_seconds.observe(analysis.detect_s)
+            self.metrics.embed_seconds.observe(analysis.embed_s)
+            for frame, seen, vecs in zip(frames, analysis.frames, analysis.vectors, strict=True):
+                dets = seen.faces
                 scale = frame.scale or 1.0
                 for reason, n in seen.rejected.items():
                     self.metrics.faces_rejected.labels(reason).inc(n)

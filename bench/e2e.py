@@ -1,0 +1,192 @@
+"""End to end in embedded mode: video-seconds ingested per wall-second, and peak memory.
+
+Runs `rvs up` (sampler, embedder and query service in one process, embedded Milvus server) on
+60-s 720p talking-head clips made from five of the shared LivePortrait clips, from the moment the
+files land in the watched folder until every one is searchable. The baseline, in the same run, is
+the same command with detection at full frame size and batches of one frame
+(RVS_DETECT_MAX_SIDE=1280, RVS_BATCH_SIZE=1): the pipeline before tuning. Resident memory of the
+rvs process and of the Milvus server is sampled every 0.25 s.
+
+facenet's weights cannot be downloaded here; a randomly initialised InceptionResnetV1 (same cost)
+stands in unless --weights-path is given.
+
+    uv run python bench/e2e.py [--clips 5] [--seconds 60] [--model facenet-vggface2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import torch
+from facenet_pytorch import InceptionResnetV1
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+from common import CACHE, cpu_seconds, save, talking_head_clip, tree_rss_mib
+
+SOURCES = ["d0", "d3", "d9", "d10", "d14", "d6"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of a process and, separately, of its descendants (the Milvus server)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_main = self.peak_children = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            rss = tree_rss_mib(self.pid)
+            self.peak_main = max(self.peak_main, rss.pop(self.pid, 0.0))
+            self.peak_children = max(self.peak_children, sum(rss.values()))
+
+
+def ingest(clips: list[Path], env_extra: dict[str, str], tmp: Path, model: str) -> dict[str, object]:
+    inbox, data = tmp / "inbox", tmp / "data"
+    inbox.mkdir()
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "RVS_MILVUS_PORT": str(free_port()),
+        "RVS_METRICS_PORT": str(metrics_port),
+        "RVS_LOG_LEVEL": "WARNING",
+        **env_extra,
+    }
+    cmd = [sys.executable, "-m", "rvs", "up", "--watch", str(inbox), "--data-dir", str(data), "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--model", model], env=env, stdout=subprocess.DEVNULL)
+    memory = MemorySampler(proc.pid)
+    memory.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                    break
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("rvs up did not become ready")
+            time.sleep(0.5)
+        idle_rss = memory.peak_main
+        stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        others = [p for p in tree_rss_mib(proc.pid) if p != proc.pid]
+        cpu_before = {p: cpu_seconds(p) for p in [proc.pid, *others]}
+        started = time.monotonic()
+        for clip in clips:
+            shutil.copy(clip, inbox / clip.name)
+        while True:
+            media = list(stub.ListMedia(pb.ListMediaRequest()).media)
+            if len(media) == len(clips) and all(m.state == pb.MEDIA_STATE_DONE for m in media):
+                break
+            if any(m.state == pb.MEDIA_STATE_FAILED for m in media):
+                raise RuntimeError(f"ingest failed: {media}")
+            time.sleep(0.25)
+        wall = time.monotonic() - started
+        cpu = {p: cpu_seconds(p) - c for p, c in cpu_before.items()}
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        sums = {
+            s.name: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.endswith(("_seconds_sum", "_seconds_count")) or s.name.startswith("rvs_embed_batch_frames")
+        }
+        video_s = sum(m.duration_ms for m in media) / 1000
+        return {
+            "settings": env_extra,
+            "clips": len(clips),
+            "video_seconds": video_s,
+            "wall_seconds": wall,
+            "realtime_factor": video_s / wall,
+            "frames": sum(m.frames_embedded for m in media),
+            "faces": sum(m.faces_found for m in media),
+            "peak_rss_mib": {"rvs (all three services)": memory.peak_main, "milvus server": memory.peak_children},
+            "rss_ready_mib": idle_rss,
+            # Where the time went, from rvs's own histograms (sums over the run, seconds).
+            "metrics": sums,
+            # Share of the machine's CPU time each used while ingesting.
+            "cpu_share": {
+                "rvs": cpu.pop(proc.pid) / wall / (os.cpu_count() or 1),
+                "milvus server": sum(cpu.values()) / wall / (os.cpu_count() or 1),
+            },
+        }
+    finally:
+        channel.close()
+        memory.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--model", default="facenet-vggface2")
+    parser.add_argument("--weights-path", type=Path, default=None)
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    weights = args.weights_path
+    if args.model.startswith("facenet") and weights is None:
+        weights = CACHE / "facenet-random.pt"
+        if not weights.exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            torch.save(InceptionResnetV1().state_dict(), weights)
+    clips = [talking_head_clip(args.seconds, 1280, 720, 2.0, source=s) for s in SOURCES[: args.clips]]
+    model_env = {"RVS_WEIGHTS_PATH": str(weights)} if weights else {}
+    configs = [{"label": "rvs defaults", "env": {}}]
+    if not args.no_baseline:
+        configs.append(
+            {"label": "untuned (detect 1280, batch 1)", "env": {"RVS_DETECT_MAX_SIDE": "1280", "RVS_BATCH_SIZE": "1"}}
+        )
+    rows = []
+    for config in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            row = ingest(clips, {**model_env, **config["env"]}, Path(tmp), args.model)  # type: ignore[dict-item]
+        row["label"] = config["label"]
+        rows.append(row)
+        print(f"{config['label']}: {row['realtime_factor']:.1f}x real time", flush=True)
+
+    print(f"\n{args.clips} x {args.seconds} s 720p H.264 talking-head clips, 1 fps, model {args.model}, embedded mode")
+    print(
+        f"{'configuration':<32} {'video s':>8} {'wall s':>7} {'x real time':>11} {'rvs MiB':>8} {'milvus MiB':>10}"
+        f" {'CPU rvs':>7} {'milvus':>6}"
+    )
+    for r in rows:
+        rss = r["peak_rss_mib"]
+        print(
+            f"{r['label']:<32} {r['video_seconds']:8.0f} {r['wall_seconds']:7.1f} {r['realtime_factor']:10.1f}x"
+            f" {rss['rvs (all three services)']:8.0f} {rss['milvus server']:10.0f}"  # type: ignore[index]
+            f" {r['cpu_share']['rvs']:7.0%} {r['cpu_share']['milvus server']:6.0%}"  # type: ignore[index]
+        )
+    if len(rows) > 1:
+        print(f"speed-up over the untuned pipeline: {rows[0]['realtime_factor'] / rows[1]['realtime_factor']:.2f}x")  # type: ignore[operator]
+    print("wrote", save("e2e", {"model": args.model, "clip": "60 s 1280x720 H.264, GOP 2 s, 30 fps", "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
