@@ -29,7 +29,7 @@ from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import ROOT, SHARED, save, talking_head_clip
+from common import ROOT, SHARED, peak_rss_mib, save, talking_head_clip
 
 KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
 
@@ -178,8 +178,12 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
             stub = rvs_pb2_grpc.SearchServiceStub(ch)
             while not stub.Search(pb.SearchRequest(image=query, min_score=0.85)).images:
                 time.sleep(0.1)
+        # Peak resident memory of each service process over the whole run (the kernel's VmHWM).
+        names = [f"embedder {i + 1}" for i in range(n)] + ["query", "sampler"]
+        rss = {name: peak_rss_mib(p.pid) for name, p in zip(names, procs, strict=True)}
         return {
             "embedders": n,
+            "peak_rss_mib": rss,
             "frames": frames,
             "seconds": elapsed,
             "frames_per_s": (frames - 1) / elapsed,
@@ -212,7 +216,7 @@ def main() -> None:
                 rows.append(run(n, tmp, f"127.0.0.1:{kafka_port}", milvus.uri, clips, frames))
                 print(
                     f"{n} embedder(s): {rows[-1]['frames_per_s']:.2f} frames/s, "
-                    f"file to searchable {rows[-1]['file_to_searchable_s']:.1f} s",
+                    f"file to searchable {rows[-1]['file_to_searchable_s']:.1f} s, peak RSS {rows[-1]['peak_rss_mib']}",
                     flush=True,
                 )
         finally:
@@ -225,6 +229,9 @@ def main() -> None:
             f"{r['embedders']:>9} {r['frames_per_s']:9.2f} {r['frames_per_s'] / base:5.2f}x"  # type: ignore[operator]
             f" {r['file_to_searchable_s']:19.1f}"
         )
+    print("\npeak RSS per service process, MiB (VmHWM)")
+    for r in rows:
+        print(f"{r['embedders']} embedder(s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["peak_rss_mib"].items()))  # type: ignore[attr-defined]
     for r in rows:
         if r["consumer_groups_describe"]:
             print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,27 @@ def test_session_consistency_sees_its_own_upserts_at_once(milvus_uri: str, colle
     finally:
         store.client.drop_collection(collection_name)
         store.close()
+
+
+def test_indexed_range_search_returns_every_face_above_threshold(store: FaceStore) -> None:
+    """Once HNSW is built, a search above a threshold (small ef) still returns all 3,000 samples of
+    one person among 20,000 others, and a top-k search (no threshold) may ask for more than 2,048."""
+    rng = np.random.default_rng(1)
+    q = unit(0)
+    near = q + rng.normal(size=(3000, DIM)).astype(np.float32) * 0.05
+    others = rng.normal(size=(20_000, DIM)).astype(np.float32)
+    for vectors, media in ((near, "person"), (others, "crowd")):
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        for start in range(0, len(vectors), 5000):
+            store.upsert([row(media, (start + i) * 1000, 0, v) for i, v in enumerate(vectors[start : start + 5000])])
+    store.client.flush(store.collection)
+    deadline = time.monotonic() + 120
+    while (info := store.client.describe_index(store.collection, "embedding"))["indexed_rows"] < 23_000:
+        assert time.monotonic() < deadline, f"index not built: {info}"
+        time.sleep(1)
+    threshold = float((near @ q).min()) - 1e-3
+    crowd_above = int((others @ q >= threshold).sum())
+    hits = store.search(q, threshold, 16384)
+    assert sum(h.media_id == "person" for h in hits) == 3000
+    assert len(hits) == 3000 + crowd_above
+    assert len(store.search(q, -1.0, 4096)) > 2048  # HNSW's top-k is approximate: most, without error
