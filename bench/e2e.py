@@ -73,6 +73,7 @@ def ingest(clips: list[Path], env_extra: dict[str, str], tmp: Path, model: str) 
         **os.environ,
         "RVS_MILVUS_PORT": str(free_port()),
         "RVS_METRICS_PORT": str(metrics_port),
+        "RVS_WEB_PORT": str(free_port()),
         "RVS_LOG_LEVEL": "WARNING",
         **env_extra,
     }

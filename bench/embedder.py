@@ -30,6 +30,7 @@ from facenet_pytorch import MTCNN, InceptionResnetV1
 from PIL import Image
 
 from rvs.config import ModelSettings
+from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
 from rvs.media.video import VideoSampler
 
@@ -143,7 +144,7 @@ def timed(fn, *args) -> tuple[float, int]:  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=24, help="frames per set")
-    parser.add_argument("--batch", type=int, default=16, help="rvs frames per batch (RVS_BATCH_SIZE)")
+    parser.add_argument("--batch", type=int, default=EmbedderSettings().batch_size, help="rvs frames per batch")
     parser.add_argument("--detect-max-side", type=int, default=ModelSettings().detect_max_side)
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed runs; the best of each counts")
     args = parser.parse_args()

@@ -196,7 +196,9 @@ def upload_to_searchable(
     settings = EmbeddedSettings(
         sampler=SamplerSettings(**common, **s3),  # type: ignore[arg-type]
         embedder=EmbedderSettings(**common, model=MODEL, milvus_uri=milvus_uri, collection=f"obs_{notifications}"),  # type: ignore[arg-type]
-        query=QuerySettings(**common, model=MODEL, port=port, milvus_uri=milvus_uri, collection=f"obs_{notifications}"),  # type: ignore[arg-type]
+        query=QuerySettings(
+            **common, model=MODEL, port=port, web_port=0, milvus_uri=milvus_uri, collection=f"obs_{notifications}"
+        ),  # type: ignore[arg-type]
     )
     app = EmbeddedApp(settings)
     app.start()

@@ -124,7 +124,7 @@ def measure(
             for i, (p, v) in enumerate(real)
         ]
     )
-    settings = QuerySettings(model=model, port=free_port(), milvus_uri=uri, collection="bench")
+    settings = QuerySettings(model=model, port=free_port(), web_port=0, milvus_uri=uri, collection="bench")
     service = QueryService(settings, pipeline, store, None, CollectorRegistry())
     service.start()
     service.ready()

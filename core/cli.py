@@ -39,6 +39,8 @@ def _service_flags(p: argparse.ArgumentParser, watch: bool) -> None:
     _flag(p, "--milvus-uri", "Milvus server; empty starts an embedded one")
     _flag(p, "--host", "interface the gRPC server binds to")
     _flag(p, "--port", "gRPC port", type=int)
+    _flag(p, "--web-host", "interface the search page binds to")
+    _flag(p, "--web-port", "port of the search page (0: off)", type=int)
     _flag(p, "--metrics-port", "port of /metrics (0: off)", type=int)
     _flag(p, "--log-format", "text, logfmt or json")
 

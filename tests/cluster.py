@@ -79,6 +79,7 @@ class Cluster:
             "RVS_RETRY_MAX_S": "2",
         }
         self.port = free_port()
+        self.web_port = free_port()
         self.env_for: dict[str, dict[str, str]] = {}  # per-process overrides
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.metrics_ports: dict[str, int] = {}
@@ -94,7 +95,16 @@ class Cluster:
         )
 
     def start(self, embedders: int) -> None:
-        self.spawn("query", "query", "--port", str(self.port), "--data-dir", str(self.tmp / "query"))
+        self.spawn(
+            "query",
+            "query",
+            "--port",
+            str(self.port),
+            "--web-port",
+            str(self.web_port),
+            "--data-dir",
+            str(self.tmp / "query"),
+        )
         for i in range(embedders):
             self.spawn(f"embedder-{i}", "embedder")
         # Every embedder has joined the group before the first frame, so each gets a share.

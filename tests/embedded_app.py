@@ -17,8 +17,9 @@ from rvs.v1 import rvs_pb2_grpc
 
 
 def settings(
-    watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str
+    watch: Path, data: Path, port: int, metrics_port: int, milvus_uri: str, collection: str, web_port: int = 0
 ) -> EmbeddedSettings:
+    """`web_port` 0: no search page (the product's default port is left alone)."""
     common = dict(
         data_dir=data, model="dlib-resnet", milvus_uri=milvus_uri, collection=collection, metrics_port=metrics_port
     )
@@ -27,7 +28,7 @@ def settings(
             watch_dir=watch, settle_s=0.2, scan_interval_s=0.2, data_dir=data, metrics_port=metrics_port
         ),
         embedder=EmbedderSettings(**common, batch_size=8),  # type: ignore[arg-type]
-        query=QuerySettings(**common, port=port),  # type: ignore[arg-type]
+        query=QuerySettings(**common, port=port, web_port=web_port),  # type: ignore[arg-type]
     )
 
 

@@ -40,6 +40,9 @@ REQUIRED: dict[str, set[tuple[str, str]]] = {
         ("rvs_search_face_hits", "histogram"),
         ("rvs_index_faces", "gauge"),
         ("rvs_index_media", "gauge"),
+        ("rvs_web_requests", "counter"),
+        ("rvs_web_request_seconds", "histogram"),
+        ("rvs_web_stills", "counter"),
     },
 }
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -64,7 +65,7 @@ def run_in_terminal(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
 
 def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collection_name: str) -> None:
     watch, data = tmp_path / "inbox", tmp_path / "data"
-    port = free_port()
+    port, web_port = free_port(), free_port()
     env = {**os.environ, "RVS_SETTLE_S": "0.2", "RVS_COLLECTION": collection_name, "RVS_LOG_FORMAT": "json"}
     proc = subprocess.Popen(
         [
@@ -84,6 +85,8 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
             str(port),
             "--metrics-port",
             str(free_port()),
+            "--web-port",
+            str(web_port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -103,6 +106,8 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
                 break
             time.sleep(0.5)
         assert media[0]["faces_found"] == 1
+        page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/media", timeout=10)
+        assert [m["uri"] for m in json.loads(page.read())["media"]] == [media[0]["uri"]]  # `rvs up` serves the page
 
         found = rvs("search", str(lfw("Colin_Powell", 2)), "--json", "--target", target, "--min-score", "0.85")
         assert found.returncode == 0, found.stderr
@@ -144,3 +149,4 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
     about_media = [e for e in lines if "powell.jpg" in e["msg"] or "clip.mp4" in e["msg"]]
     assert len(about_media) >= 4 and all(len(e.get("media_id", "")) == 64 for e in about_media), about_media
     assert any(e["msg"] == "stopped" for e in lines)
+    assert any(e["msg"] == f"search page on http://127.0.0.1:{web_port}/" for e in lines)

@@ -3,9 +3,11 @@ group and `rvs query`, joined by a real Kafka broker and a real Milvus server; w
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,11 @@ def test_scale_out_three_embedders(cluster: Cluster) -> None:
     assert near(segs["clip_a.mp4"], [(1000, 4000)]) and near(segs["clip_b.mp4"], [(2000, 6000)])
     assert set(segments(search(stub, lfw(BLAIR, 10)))) == {"clip_a.mp4"}
     cluster.assert_index_exact(media)
+    # The query process serves the search page too, its status list from the events topic.
+    page = f"http://127.0.0.1:{cluster.web_port}"
+    assert b"/static/app.js" in urllib.request.urlopen(page, timeout=10).read()
+    listed = json.loads(urllib.request.urlopen(f"{page}/api/media", timeout=10).read())["media"]
+    assert sorted(m["mediaId"] for m in listed) == sorted(m.media_id for m in media)
     for name in ("sampler", "embedder-0", "query"):  # each service's own /metrics, parsed
         text = scrape_text(cluster.metrics_ports[name])
         assert missing(text, name.split("-")[0]) == set(), name

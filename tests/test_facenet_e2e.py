@@ -55,7 +55,7 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
         EmbeddedSettings(
             sampler=SamplerSettings(watch_dir=watch, data_dir=data, settle_s=0.2, scan_interval_s=0.2, metrics_port=0),
             embedder=EmbedderSettings(**common),  # type: ignore[arg-type]
-            query=QuerySettings(**common, port=free_port()),  # type: ignore[arg-type]
+            query=QuerySettings(**common, port=free_port(), web_port=0),  # type: ignore[arg-type]
         )
     )
     app.start()

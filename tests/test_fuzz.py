@@ -108,7 +108,7 @@ def test_video_sampler_only_raises_media_errors(clip_bytes: bytes, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def search_stub(milvus_uri: str) -> Iterator[rvs_pb2_grpc.SearchServiceStub]:
-    s = QuerySettings(model="dlib-resnet", port=0, metrics_port=0, collection="fuzz_search")
+    s = QuerySettings(model="dlib-resnet", port=0, metrics_port=0, web_port=0, collection="fuzz_search")
     pipeline = FacePipeline(s)
     pipeline.load()
     service = QueryService(

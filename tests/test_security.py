@@ -54,6 +54,7 @@ def query(pipeline: FacePipeline, milvus_uri: str, collection_name: str) -> Iter
             "model": "dlib-resnet",
             "port": 0,
             "metrics_port": 0,
+            "web_port": 0,
             "collection": collection_name,
         }
         settings = QuerySettings(**(fields | kw))  # type: ignore[arg-type]

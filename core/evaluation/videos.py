@@ -70,7 +70,7 @@ def evaluate(manifest_path: Path, model_settings: dict[str, object], milvus_uri:
         settings = EmbeddedSettings(
             sampler=SamplerSettings(watch_dir=watch, settle_s=0, scan_interval_s=0.2, follow_symlinks=True, **common),  # type: ignore[arg-type]
             embedder=EmbedderSettings(**model),  # type: ignore[arg-type]
-            query=QuerySettings(**model, port=0),  # type: ignore[arg-type]
+            query=QuerySettings(**model, port=0, web_port=0),  # type: ignore[arg-type]
         )
         app = EmbeddedApp(settings)
         app.start()

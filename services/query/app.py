@@ -1,4 +1,4 @@
-"""QueryService: model + index + gRPC server, started and stopped as one unit."""
+"""QueryService: model + index + gRPC server + search page, started and stopped as one unit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine
 from rvs.query.server import QueryServer, SearchServicer
+from rvs.query.web.page import SearchPage
+from rvs.query.web.server import WebServer
 from rvs.store.faces import FaceStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,13 @@ class QueryService:
     ) -> None:
         self.settings = settings
         self.engine = SearchEngine(settings, pipeline, store, catalog)
-        self.servicer = SearchServicer(self.engine, catalog, QueryMetrics(registry), settings.rpc_deadline_s)
+        metrics = QueryMetrics(registry)
+        self.servicer = SearchServicer(self.engine, catalog, metrics, settings.rpc_deadline_s)
         self.server = QueryServer(settings, self.servicer)
+        self.web: WebServer | None = None
+        if settings.web_port:
+            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls)
+            self.web = WebServer(settings, page.asgi)
         self._index_size(registry, store, catalog)
 
     @staticmethod
@@ -60,9 +67,13 @@ class QueryService:
             "TLS" if self.server.tls else "plaintext",
             ", bearer token required" if self.settings.auth_token else "",
         )
+        if self.web is not None:
+            self.web.start()
 
     def ready(self) -> None:
         self.server.set_serving(True)
 
     def stop(self, grace_s: float = 5.0) -> None:
+        if self.web is not None:
+            self.web.stop()
         self.server.stop(grace_s)

@@ -42,6 +42,13 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """PEM private key of the gRPC server."""
     tls_client_ca_file: Path | None = None
     """PEM CA bundle: if set, clients must present a certificate it signed (mutual TLS)."""
+    web_host: str = "127.0.0.1"
+    """Interface the search page binds to."""
+    web_port: int = Field(8080, ge=0, le=65535)
+    """Port of the search page (HTTPS with the gRPC server's TLS files, else HTTP; 0: off)."""
+    web_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """Memory for the thumbnails and video frames the search page made (least recently used
+    dropped first; 0: none kept)."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> QuerySettings:

@@ -21,3 +21,22 @@ class QueryMetrics:
             buckets=(0, 1, 10, 100, 1000, 4096, 16384),
             registry=registry,
         )
+        self.web_seconds = Histogram(
+            "rvs_web_request_seconds",
+            "Search page HTTP request latency.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.web_requests = Counter(
+            "rvs_web_requests",
+            "Search page HTTP requests by route and status code.",
+            ["route", "code"],
+            registry=registry,
+        )
+        self.web_stills = Counter(
+            "rvs_web_stills",
+            "Thumbnails and video frames the search page served, by whether the cache had them.",
+            ["cache"],
+            registry=registry,
+        )

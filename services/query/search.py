@@ -6,15 +6,24 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numpy as np
+from google.rpc import code_pb2
+
 from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
+from rvs.faces.types import Detection, Face
+from rvs.media.errors import MediaError, TooLarge
 from rvs.media.images import decode_image
 from rvs.query.config import QuerySettings
 from rvs.query.grouping import group_hits
-from rvs.store.faces import KIND_BY_FILTER, FaceStore, SearchFilter
+from rvs.store.faces import KIND_BY_FILTER, FaceStore, SearchFilter, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+
+class EmptyImage(ValueError):
+    """The query image has no bytes (INVALID_ARGUMENT, reason EMPTY_IMAGE)."""
 
 
 class InvalidQuery(ValueError):
@@ -48,6 +57,82 @@ class SearchEngine:
 
     def search(self, request: pb.SearchRequest, deadline: float | None = None) -> pb.SearchResponse:
         """`deadline` (time.monotonic()) is checked after each costly step; Milvus gets what is left."""
+        self._check(request)  # cheap checks before the costly analysis of the image
+        return self.search_faces(self.analyse(request.image, deadline), request, deadline)
+
+    def analyse(self, image: bytes, deadline: float | None = None) -> list[Face]:
+        """Every face of the query image with its vector, largest first; raises NoFace when there is none."""
+        faces = self.pipeline.process([self._decode(image)])[0]
+        self._analysed([f.detection for f in faces], deadline)
+        return faces
+
+    def search_faces(
+        self, faces: list[Face], request: pb.SearchRequest, deadline: float | None = None
+    ) -> pb.SearchResponse:
+        """Search with one of the faces `analyse` found (request.face_index); request.image is not read."""
+        chosen = self._chosen(request, len(faces))
+        return self._search([f.detection for f in faces], chosen, faces[chosen].vector, request, deadline)
+
+    def _decode(self, image: bytes) -> np.ndarray:
+        if not image:
+            raise EmptyImage("the image is empty: send the photo's bytes")
+        return decode_image(image, max_pixels=self.settings.max_image_pixels)
+
+    @staticmethod
+    def _analysed(detections: list[Detection], deadline: float | None) -> None:
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExceeded("the query image took longer than the deadline to analyse")
+        if not detections:
+            raise NoFace("no face found in the query image")
+
+    @staticmethod
+    def _chosen(request: pb.SearchRequest, faces: int) -> int:
+        chosen = request.face_index if request.HasField("face_index") else 0
+        if chosen >= faces:
+            raise FaceIndexOutOfRange(f"face_index {chosen} is out of range: the image has {faces} face(s)")
+        return chosen
+
+    def _search(
+        self,
+        detections: list[Detection],
+        chosen: int,
+        vector: np.ndarray,
+        request: pb.SearchRequest,
+        deadline: float | None,
+    ) -> pb.SearchResponse:
+        top_k, min_score = self._check(request)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("the search ran past its deadline")
+        where = SearchFilter(
+            kind=KIND_BY_FILTER.get(request.kinds, 0),
+            source_prefix=request.source_prefix,
+            ingested_after_ms=request.ingested_after_ms,
+            ingested_before_ms=request.ingested_before_ms,
+        )
+        hits = self.store.search(vector, min_score, self.settings.search_candidates, where, remaining)
+        catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
+        # Media deleted from the catalog but not yet from the index are never shown.
+        hits = [h for h in hits if h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED]
+        images, videos = group_hits(hits, top_k, self.settings.segment_max_gap_ms, catalog)
+        return pb.SearchResponse(
+            query_faces=[
+                pb.QueryFace(
+                    box=pb.Box(x1=d.box[0], y1=d.box[1], x2=d.box[2], y2=d.box[3]),
+                    detection_score=d.score,
+                )
+                for d in detections
+            ],
+            used_face_index=chosen,
+            images=images,
+            videos=videos,
+            matched=bool(images or videos),
+            model=self.pipeline.model_name,
+            min_score=min_score,
+        )
+
+    def _check(self, request: pb.SearchRequest) -> tuple[int, float]:
+        """top_k and min_score to use; raises InvalidQuery for parameters out of range."""
         top_k = request.top_k or self.settings.default_top_k
         if top_k > self.settings.max_top_k:
             raise InvalidQuery(f"top_k is {top_k}; the largest allowed is {self.settings.max_top_k}")
@@ -58,43 +143,26 @@ class SearchEngine:
             raise InvalidQuery("ingested_after_ms must be earlier than ingested_before_ms")
         if "%" in request.source_prefix:
             raise InvalidQuery("source_prefix must not contain '%'")
+        return top_k, min_score
 
-        image = decode_image(request.image, max_pixels=self.settings.max_image_pixels)
-        faces = self.pipeline.process([image])[0]
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded("the query image took longer than the deadline to analyse")
-        if not faces:
-            raise NoFace("no face found in the query image")
-        chosen = request.face_index if request.HasField("face_index") else 0
-        if chosen >= len(faces):
-            raise FaceIndexOutOfRange(f"face_index {chosen} is out of range: the image has {len(faces)} face(s)")
 
-        where = SearchFilter(
-            kind=KIND_BY_FILTER.get(request.kinds, 0),
-            source_prefix=request.source_prefix,
-            ingested_after_ms=request.ingested_after_ms,
-            ingested_before_ms=request.ingested_before_ms,
-        )
-        hits = self.store.search(faces[chosen].vector, min_score, self.settings.search_candidates, where, remaining)
-        catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
-        # Media deleted from the catalog but not yet from the index are never shown.
-        hits = [h for h in hits if h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED]
-        images, videos = group_hits(hits, top_k, self.settings.segment_max_gap_ms, catalog)
-        return pb.SearchResponse(
-            query_faces=[
-                pb.QueryFace(
-                    box=pb.Box(
-                        x1=f.detection.box[0], y1=f.detection.box[1], x2=f.detection.box[2], y2=f.detection.box[3]
-                    ),
-                    detection_score=f.detection.score,
-                )
-                for f in faces
-            ],
-            used_face_index=chosen,
-            images=images,
-            videos=videos,
-            matched=bool(images or videos),
-            model=self.pipeline.model_name,
-            min_score=min_score,
-        )
+def describe_error(exc: Exception) -> tuple[int, str, str] | None:
+    """(google.rpc code, ErrorInfo reason, message) of a documented Search failure, for every
+    front end alike (gRPC, the search page); None for anything else, which is a bug."""
+    if isinstance(exc, EmptyImage):
+        return code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", str(exc)
+    if isinstance(exc, DeadlineExceeded):
+        return code_pb2.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc)
+    if isinstance(exc, TooLarge):
+        return code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail
+    if isinstance(exc, MediaError):
+        return code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}"
+    if isinstance(exc, InvalidQuery):
+        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc)
+    if isinstance(exc, NoFace):
+        return code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc)
+    if isinstance(exc, FaceIndexOutOfRange):
+        return code_pb2.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE", str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", f"the face index is unavailable: {exc}"
+    return None

@@ -17,10 +17,9 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from rvs.catalog import Catalog
-from rvs.media.errors import MediaError, TooLarge
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import DeadlineExceeded, FaceIndexOutOfRange, InvalidQuery, NoFace, SearchEngine
+from rvs.query.search import SearchEngine, describe_error
 from rvs.query.security import BearerAuth, server_credentials
 from rvs.store.faces import StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
@@ -72,29 +71,17 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
-        if not request.image:
-            abort(context, code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", "request.image is empty: send the photo's bytes")
         remaining = context.time_remaining()
         budget = self.rpc_deadline_s if remaining is None else min(self.rpc_deadline_s, remaining)
         try:
             response = self.engine.search(request, time.monotonic() + budget)
-        except DeadlineExceeded as exc:
-            abort(context, code_pb2.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc))
-        except TooLarge as exc:
-            abort(context, code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail)
-        except MediaError as exc:
-            abort(context, code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}")
-        except InvalidQuery as exc:
-            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc))
-        except NoFace as exc:
-            abort(context, code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc))
-        except FaceIndexOutOfRange as exc:
-            abort(context, code_pb2.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE", str(exc))
-        except StoreUnavailable as exc:
-            abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", f"the face index is unavailable: {exc}")
-        except Exception:
-            log.exception("Search failed")
-            abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
+        except Exception as exc:
+            described = describe_error(exc)
+            if described is None:
+                log.exception("Search failed")
+                abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
+            else:
+                abort(context, *described)
         self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
         return response
 
