@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import socket
 import tempfile
 import time
@@ -38,7 +39,7 @@ from rvs.store.faces import FaceRow, FaceStore
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import CACHE, SHARED, percentiles, save
+from common import CACHE, SHARED, percentiles, save, tree_rss_mib
 
 LFW = SHARED / "faces" / "lfw" / "images"
 
@@ -163,6 +164,8 @@ def measure(
                 "faces": store.count(),
                 "insert_rows_per_s": (size - len(real)) / insert_s if size > len(real) else None,
                 "index_wait_s": index_s,
+                # Resident memory of the store's server processes (children of this one) with this many faces.
+                "server_rss_mib": sum(rss for pid, rss in tree_rss_mib(os.getpid()).items() if pid != os.getpid()),
                 "vector_search_ms": percentiles(vector_ms),
                 "search_rpc_ms": percentiles(rpc_ms),
             }
@@ -170,7 +173,8 @@ def measure(
             v, r = row["vector_search_ms"], row["search_rpc_ms"]
             print(
                 f"{name:<12} {row['faces']:>9,} faces: vector p50 {v['p50']:7.1f} p99 {v['p99']:7.1f} ms | "  # type: ignore[index]
-                f"RPC p50 {r['p50']:7.1f} p99 {r['p99']:7.1f} ms | insert {insert_s:.0f} s, index wait {index_s:.0f} s",  # type: ignore[index]
+                f"RPC p50 {r['p50']:7.1f} p99 {r['p99']:7.1f} ms | insert {insert_s:.0f} s, index wait {index_s:.0f} s"  # type: ignore[index]
+                f" | server RSS {row['server_rss_mib']:.0f} MiB",
                 flush=True,
             )
     finally:
@@ -187,6 +191,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--model", default="facenet-vggface2")
     parser.add_argument("--weights-path", type=Path, default=None)
+    parser.add_argument("--out", default="search", help="results file name in bench/results/")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
 
@@ -221,7 +226,7 @@ def main() -> None:
         print(
             f"{r['faces']:>9,} {r['backend']:<12} {v['p50']:10.1f} {v['p99']:8.1f} {q['p50']:8.1f} {q['p99']:8.1f}  {ratio:>20}"  # type: ignore[index]
         )
-    print("wrote", save("search", {"model": pipeline.model_name, "query_image": "640x480 JPEG", "rows": rows}))
+    print("wrote", save(args.out, {"model": pipeline.model_name, "query_image": "640x480 JPEG", "rows": rows}))
 
 
 if __name__ == "__main__":
