@@ -42,6 +42,21 @@ def machine() -> dict[str, object]:
     }
 
 
+def facenet_weights(model: str, given: Path | None) -> Path | None:
+    """The weights file for a facenet model: the one given, else a randomly initialised
+    InceptionResnetV1 (the published weights cannot be downloaded here; the cost is the same)."""
+    if given is not None or not model.startswith("facenet"):
+        return given
+    path = CACHE / "facenet-random.pt"
+    if not path.exists():
+        import torch
+        from facenet_pytorch import InceptionResnetV1
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.save(InceptionResnetV1().state_dict(), path)
+    return path
+
+
 def save(name: str, data: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -28,15 +28,13 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-import torch
-from facenet_pytorch import InceptionResnetV1
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import CACHE, cpu_seconds, save, talking_head_clip, tree_rss_mib
+from common import cpu_seconds, facenet_weights, save, talking_head_clip, tree_rss_mib
 
 SOURCES = ["d0", "d3", "d9", "d10", "d14", "d6"]
 
@@ -151,12 +149,7 @@ def main() -> None:
     parser.add_argument("--weights-path", type=Path, default=None)
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
-    weights = args.weights_path
-    if args.model.startswith("facenet") and weights is None:
-        weights = CACHE / "facenet-random.pt"
-        if not weights.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            torch.save(InceptionResnetV1().state_dict(), weights)
+    weights = facenet_weights(args.model, args.weights_path)
     clips = [talking_head_clip(args.seconds, 1280, 720, 2.0, source=s) for s in SOURCES[: args.clips]]
     model_env = {"RVS_WEIGHTS_PATH": str(weights)} if weights else {}
     configs = [{"label": "rvs defaults", "env": {}}]

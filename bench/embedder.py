@@ -34,7 +34,7 @@ from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
 from rvs.media.video import VideoSampler
 
-from common import CACHE, SHARED, save, talking_head_clip
+from common import SHARED, facenet_weights, save, talking_head_clip
 
 LFW = SHARED / "faces" / "lfw" / "images"
 BACKGROUND = SHARED / "media/dlib/examples/video_frames/frame_000100.jpg"  # a street, no faces
@@ -149,10 +149,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed runs; the best of each counts")
     args = parser.parse_args()
 
-    weights = CACHE / "facenet-random.pt"
-    if not weights.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        torch.save(InceptionResnetV1().state_dict(), weights)
+    weights = facenet_weights("facenet-vggface2", None)
+    assert weights is not None
     proto = Prototype(weights)
     rvs = FacePipeline(
         ModelSettings(model="facenet-vggface2", weights_path=weights, detect_max_side=args.detect_max_side)

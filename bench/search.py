@@ -25,8 +25,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import torch
-from facenet_pytorch import InceptionResnetV1
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +37,7 @@ from rvs.store.faces import FaceRow, FaceStore
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import CACHE, SHARED, percentiles, save, tree_rss_mib
+from common import SHARED, facenet_weights, percentiles, save, tree_rss_mib
 
 LFW = SHARED / "faces" / "lfw" / "images"
 
@@ -195,12 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
 
-    weights = args.weights_path
-    if args.model.startswith("facenet") and weights is None:
-        weights = CACHE / "facenet-random.pt"
-        if not weights.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            torch.save(InceptionResnetV1().state_dict(), weights)
+    weights = facenet_weights(args.model, args.weights_path)
     pipeline = FacePipeline(ModelSettings(model=args.model, weights_path=weights))
     pipeline.load()
 
