@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +28,9 @@ from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import ROOT, SHARED, peak_rss_mib, save, talking_head_clip
+from common import ROOT, SHARED, free_port, peak_rss_mib, save, talking_head_clip
 
 KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def embedded_total(ports: list[int]) -> float:

@@ -34,17 +34,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import cpu_seconds, facenet_weights, save, talking_head_clip, tree_rss_mib
+from common import cpu_seconds, facenet_weights, free_port, save, talking_head_clip, tree_rss_mib
 
 SOURCES = ["d0", "d3", "d9", "d10", "d14", "d6"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MemorySampler(threading.Thread):
@@ -61,6 +53,14 @@ class MemorySampler(threading.Thread):
             rss = tree_rss_mib(self.pid)
             self.peak_main = max(self.peak_main, rss.pop(self.pid, 0.0))
             self.peak_children = max(self.peak_children, sum(rss.values()))
+
+
+def ready(health: health_pb2_grpc.HealthStub, serving: int) -> bool:
+    """True once the query service reports SERVING (models and index loaded); not yet listening: False."""
+    try:
+        return bool(health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == serving)
+    except grpc.RpcError:
+        return False
 
 
 def ingest(clips: list[Path], env_extra: dict[str, str], tmp: Path, model: str) -> dict[str, object]:
@@ -83,12 +83,8 @@ def ingest(clips: list[Path], env_extra: dict[str, str], tmp: Path, model: str) 
     try:
         health = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + 180
-        while True:
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                    break
-            except grpc.RpcError:
-                pass
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while not ready(health, serving):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("rvs up did not become ready")
             time.sleep(0.5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -37,15 +36,9 @@ from rvs.store.faces import open_face_store
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import SHARED, save, talking_head_clip
+from common import SHARED, free_port, save, talking_head_clip
 
 MODEL = "dlib-resnet"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _NoMetrics:

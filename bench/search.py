@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,15 +36,9 @@ from rvs.store.faces import FaceRow, FaceStore
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import SHARED, facenet_weights, percentiles, save, tree_rss_mib
+from common import SHARED, facenet_weights, free_port, percentiles, save, tree_rss_mib
 
 LFW = SHARED / "faces" / "lfw" / "images"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query_photo(path: Path) -> bytes:
