@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,18 +19,25 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     """Decode a photo to an RGB uint8 array (H, W, 3), upright according to its EXIF orientation."""
     if not data:
         raise EmptyFile("the image is empty (0 bytes)")
-    stream = io.BytesIO(data)
+    return np.asarray(open_upright(io.BytesIO(data), max_pixels)[0])
+
+
+def open_upright(
+    source: str | Path | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS, draft_side: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The image as upright RGB, and the original's size. The pixel count is checked before decoding;
+    with `draft_side` a JPEG is decoded at a fraction of its size, still at least that on its long side."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
+            with Image.open(source) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise TooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
-                upright = ImageOps.exif_transpose(img)
-                rgb = upright.convert("RGB")
-                return np.asarray(rgb)
-    except (TooLarge, EmptyFile):
+                if draft_side:
+                    img.draft("RGB", (draft_side, draft_side))
+                return ImageOps.exif_transpose(img).convert("RGB"), (width, height)
+    except TooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooLarge(f"image exceeds the limit of {max_pixels} pixels ({exc})") from exc

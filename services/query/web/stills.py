@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
-from rvs.media.errors import DecodeError, TooLarge
-from rvs.media.images import DEFAULT_MAX_PIXELS
+from rvs.media.images import open_upright
 from rvs.media.video import VideoSampler
 
 Box = tuple[int, int, int, int]
@@ -62,19 +60,7 @@ class StillCache:
 def _photo(path: Path, side: int) -> tuple[Image.Image, float]:
     """The photo upright, at least `side` on its long side where it is that large (JPEG decodes
     at a fraction of its size), and original pixels per returned pixel."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > DEFAULT_MAX_PIXELS:
-                    raise TooLarge(f"the photo is {width}x{height} pixels; the limit is {DEFAULT_MAX_PIXELS}")
-                img.draft("RGB", (side, side))
-                upright = ImageOps.exif_transpose(img).convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(f"the photo exceeds the limit of {DEFAULT_MAX_PIXELS} pixels") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DecodeError(f"cannot read the photo: {exc}") from exc
+    upright, (width, height) = open_upright(path, draft_side=side)
     return upright, max(width, height) / max(upright.size)
 
 
