@@ -6,11 +6,23 @@ All settings come from environment variables with the prefix ``RVS_`` (``RVS_DAT
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
 
 ModelName = Literal["facenet-vggface2", "facenet-casia", "dlib-resnet"]
 
@@ -78,7 +90,11 @@ class StoreSettings(CommonSettings):
     milvus_token: SecretStr | None = None
     """Milvus token (user:password or API key), if the server requires one."""
     milvus_port: int = Field(19530, ge=1, le=65535)
-    """Port of the embedded Milvus server (only when milvus_uri is empty)."""
+    """Loopback port on which rvs reaches the embedded Milvus server (only when milvus_uri is empty)."""
+    milvus_isolate: bool = True
+    """Run the embedded Milvus in a network namespace of its own (Linux user namespaces), reachable
+    only through milvus_port on 127.0.0.1: Milvus itself listens on every interface without
+    authentication. false: no sandbox, for hosts without user namespaces and behind a firewall."""
     collection: str = Field("rvs_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     """Milvus collection holding one row per indexed face."""
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"

@@ -59,7 +59,11 @@ class EmbeddedApp:
         common = settings.query
         self.registry = CollectorRegistry()
         self.metrics = MetricsEndpoint(self.registry, common.metrics_host, common.metrics_port)
-        self.milvus = None if common.milvus_uri else EmbeddedMilvus(common.data_dir / "milvus", common.milvus_port)
+        self.milvus = (
+            None
+            if common.milvus_uri
+            else EmbeddedMilvus(common.data_dir / "milvus", common.milvus_port, common.milvus_isolate)
+        )
         self.catalog = Catalog(common.data_dir / "catalog.db")
         self.bus = MemoryFrameBus(settings.bus_capacity)
         # Each service owns its model, as in distributed mode: a search never waits behind a batch.

@@ -4,6 +4,7 @@ the Grafana dashboard only queries metrics the services export."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,17 +26,35 @@ from conftest import ROOT
 SETTINGS = {"sampler": SamplerSettings, "embedder": EmbedderSettings, "query": QuerySettings}
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:  # type: ignore[type-arg]
+def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     docker = shutil.which("docker")
     assert docker, "the docker client is needed to validate deploy/compose.yml (.ci/run installs compose)"
-    out = subprocess.run(
+    return subprocess.run(
         [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"],
         capture_output=True,
         text=True,
+        env={k: v for k, v in os.environ.items() if k != "RVS_AUTH_TOKEN"} | env,
     )
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:  # type: ignore[type-arg]
+    out = compose_config(RVS_AUTH_TOKEN="a-token-for-this-test")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def test_published_services_need_a_token() -> None:
+    out = compose_config()
+    assert out.returncode != 0 and "set RVS_AUTH_TOKEN" in out.stderr, out.stderr
+
+
+def test_only_the_query_service_is_published_beyond_loopback(compose: dict) -> None:  # type: ignore[type-arg]
+    published = {
+        (name, p.get("host_ip", "")) for name, svc in compose["services"].items() for p in svc.get("ports", [])
+    }
+    assert {name for name, ip in published if ip != "127.0.0.1"} == {"query"}, published
+    assert compose["services"]["query"]["environment"]["RVS_AUTH_TOKEN"] == "a-token-for-this-test"
 
 
 def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> None:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from rvs.config import BusSettings, ModelSettings, StoreSettings
+from rvs.config import BusSettings, ModelSettings, StoreSettings, is_loopback
 
 
 class QuerySettings(ModelSettings, StoreSettings, BusSettings):
@@ -35,7 +35,10 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     DEADLINE_EXCEEDED."""
     auth_token: SecretStr | None = None
     """If set, every RPC but health checks must carry the metadata `authorization: Bearer <token>`
-    (else UNAUTHENTICATED)."""
+    (else UNAUTHENTICATED). Required when host or web_host is not a loopback address."""
+    allow_unauthenticated: bool = False
+    """Serve gRPC and the search page on a non-loopback address without auth_token: anyone who
+    reaches the port can search the index and delete media. Only behind another authenticating layer."""
     tls_cert_file: Path | None = None
     """PEM certificate chain of the gRPC server; with tls_key_file, the server speaks TLS only."""
     tls_key_file: Path | None = None
@@ -49,6 +52,17 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     web_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     """Memory for the thumbnails and video frames the search page made (least recently used
     dropped first; 0: none kept)."""
+
+    @model_validator(mode="after")
+    def _no_open_network_access(self) -> QuerySettings:
+        exposed = [h for h in (self.host, self.web_host if self.web_port else "127.0.0.1") if not is_loopback(h)]
+        if exposed and self.auth_token is None and not self.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to serve on {exposed[0]} without a token: anyone on the network could search the "
+                f"index and delete media. Set RVS_AUTH_TOKEN (e.g. `openssl rand -hex 32`), or bind 127.0.0.1, "
+                f"or set RVS_ALLOW_UNAUTHENTICATED=true if another layer authenticates every request"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> QuerySettings:

@@ -21,7 +21,9 @@ class QueryProcess:
         self.registry = CollectorRegistry()
         self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
         self.milvus = (
-            None if settings.milvus_uri else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port)
+            None
+            if settings.milvus_uri
+            else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port, settings.milvus_isolate)
         )
         self.catalog: Catalog | None = None
         self.follower: EventFollower | None = None
