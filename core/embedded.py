@@ -86,7 +86,7 @@ class EmbeddedApp:
         uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
         self.store = open_face_store(s.query, uri, self.query_pipeline.model_name, self.query_pipeline.dim)
         events = LocalEvents(self.catalog, self.store)
-        self.query = QueryService(s.query, self.query_pipeline, self.store, self.catalog, self.registry)
+        self.query = QueryService(self._query_settings(), self.query_pipeline, self.store, self.catalog, self.registry)
         self.query.start()
         self.embedder = EmbedderService(s.embedder, self.bus, events, self.embed_pipeline, self.store, self.registry)
         self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
@@ -96,6 +96,13 @@ class EmbeddedApp:
         self.sampler.start()
         self.query.ready()
         threading.Thread(target=self._report_progress, name="progress", daemon=True).start()
+
+    def _query_settings(self) -> QuerySettings:
+        """The query settings, with the watched folder among those the search page serves files from."""
+        query, watch = self.settings.query, self.settings.sampler.watch_dir
+        if watch is None:
+            return query
+        return query.model_copy(update={"web_media_dirs": (*query.web_media_dirs, watch)})
 
     def _report_progress(self, every_s: float = 5.0) -> None:
         """A line per media item in progress, so long work is visible in the log."""

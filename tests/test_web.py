@@ -272,10 +272,10 @@ def secured(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secu
     cert.private_key_pem.write_to_path(str(key))
     cert.cert_chain_pems[0].write_to_path(str(chain))
     app = web.running.app
-    assert app.store is not None
+    assert app.store is not None and app.query is not None
     port = free_port()
     settings = QuerySettings(
-        **app.settings.query.model_dump()
+        **app.query.settings.model_dump()  # with the watched folder the embedded app added
         | {
             "port": 0,
             "web_port": port,

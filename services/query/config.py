@@ -52,6 +52,18 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     web_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     """Memory for the thumbnails and video frames the search page made (least recently used
     dropped first; 0: none kept)."""
+    web_media_dirs: tuple[Path, ...] = ()
+    """Folders the search page serves photos and videos from (the watched folders; `rvs up` adds its
+    --watch folder). A file outside them, behind a symbolic link, or whose content is no longer what
+    was indexed is not served."""
+    web_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    """Host names the search page answers to (the Host header without its port; web_host is added when
+    it is a specific address); other names are refused, against DNS rebinding. "*": any."""
+    web_idle_timeout_s: int = Field(10, ge=1)
+    """Seconds a connection to the search page may stay open without a whole request head (new,
+    between requests, or half sent) before it is closed."""
+    web_session_ttl_s: float = Field(12 * 3600, gt=0)
+    """Lifetime of a search page login (session cookie); logging out ends it at once."""
 
     @model_validator(mode="after")
     def _no_open_network_access(self) -> QuerySettings:

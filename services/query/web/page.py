@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from cachetools import TTLCache
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2
@@ -43,6 +44,7 @@ from rvs.media.errors import MediaError
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine, describe_error
+from rvs.query.web.files import MediaFiles, NotServed
 from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, render
 from rvs.v1 import rvs_pb2 as pb
 
@@ -53,12 +55,17 @@ ERROR_DOMAIN = "rvs.v1"  # as the gRPC API's ErrorInfo
 SESSION_COOKIE = "rvs_session"
 KEPT_QUERIES = 256  # query photos whose faces stay searchable without a new upload
 KINDS = {"all": pb.KIND_FILTER_ALL, "images": pb.KIND_FILTER_IMAGES, "videos": pb.KIND_FILTER_VIDEOS}
+MOST_SESSIONS = 10_000  # logins kept at once; the least recently used goes first
+# GETs that cost work (a search, decoding, hashing): like every other method, same origin only.
+COSTLY_GETS = {"/api/search/{query_id}", "/api/media/{media_id}/frame", "/api/media/{media_id}/file"}
+ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
 # google.rpc codes as HTTP statuses (Google's mapping; a request body over the limit is 413).
 HTTP_STATUS = {
     code_pb2.INVALID_ARGUMENT: 400,
     code_pb2.FAILED_PRECONDITION: 400,
     code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.PERMISSION_DENIED: 403,
     code_pb2.NOT_FOUND: 404,
     code_pb2.RESOURCE_EXHAUSTED: 413,
     code_pb2.INTERNAL: 500,
@@ -80,15 +87,16 @@ T = TypeVar("T")
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.status = code, reason, message, status
 
 
-def error_response(code: int, reason: str, message: str) -> JSONResponse:
+def error_response(code: int, reason: str, message: str, status: int | None = None) -> JSONResponse:
+    """`status` overrides the code's HTTP status (408 for a body that does not come)."""
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    status = HTTP_STATUS[code]
+    status = status or HTTP_STATUS[code]
     body = {
         "error": {
             "code": status,
@@ -149,7 +157,12 @@ def _box_param(params: Mapping[str, str]) -> Box | None:
     except ValueError:
         raise ApiError(code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", "box must be x1,y1,x2,y2 in pixels") from None
     x1, y1, x2, y2 = (round(v) for v in values)
-    return x1, y1, x2, y2
+    # Corners in any order: drawing needs the top left one first.
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def _not_served(exc: Exception) -> tuple[int, str, str] | None:
+    return (exc.code, exc.reason, exc.message) if isinstance(exc, NotServed) else None
 
 
 class SearchPage:
@@ -169,6 +182,7 @@ class SearchPage:
         self.metrics = metrics
         self.tls = tls
         self.stills = StillCache(settings.web_cache_bytes)
+        self.files = MediaFiles(settings.web_media_dirs)
         self._queries: OrderedDict[str, list[Face]] = OrderedDict()
         self._queries_lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
@@ -188,13 +202,12 @@ class SearchPage:
             ],
             exception_handlers={ApiError: self._on_api_error},
         )
-        token = settings.auth_token.get_secret_value().encode() if settings.auth_token else None
-        self.asgi = Guard(self.app, metrics, token)
+        self.asgi = Guard(self.app, metrics, settings)
 
     @staticmethod
     async def _on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc.code, exc.reason, exc.message)
+        return error_response(exc.code, exc.reason, exc.message, exc.status)
 
     async def _blocking(
         self,
@@ -216,15 +229,22 @@ class SearchPage:
             raise ApiError(*described) from exc
 
     async def _body(self, request: Request, limit: int) -> bytes:
+        """The body, up to `limit` bytes, within the request deadline: a client that stops sending
+        does not keep its connection for good."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise self._too_large(int(declared), limit)
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(size, limit)
-            chunks.append(chunk)
+        try:
+            with anyio.fail_after(self.settings.rpc_deadline_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large(size, limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.settings.rpc_deadline_s:g} s (RVS_RPC_DEADLINE_S)"
+            raise ApiError(code_pb2.DEADLINE_EXCEEDED, "REQUEST_TIMEOUT", message, status=408) from None
         return b"".join(chunks)
 
     @staticmethod
@@ -250,16 +270,28 @@ class SearchPage:
             given = json.loads(await self._body(request, 4096))["token"]
             if not isinstance(given, str):
                 raise TypeError
+            given_bytes = given.encode()  # a lone surrogate (\ud800) does not encode: a bad body
         except (ValueError, KeyError, TypeError):
             raise ApiError(code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", 'send {"token": "<token>"}') from None
-        if not hmac.compare_digest(given.encode(), self.asgi.token):
+        if not hmac.compare_digest(given_bytes, self.asgi.token):
             log.warning("refused a search page login: invalid token")
             raise ApiError(code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", "invalid token")
         response = Response(status_code=204)
-        response.set_cookie(SESSION_COOKIE, self.asgi.session, httponly=True, samesite="strict", secure=self.tls)
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.asgi.sessions.open(),
+            max_age=int(self.settings.web_session_ttl_s),
+            httponly=True,
+            samesite="strict",
+            secure=self.tls,
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Ends the session at once: its cookie is refused from now on, wherever it was copied."""
+        session = request.cookies.get(SESSION_COOKIE)
+        if session is not None:
+            self.asgi.sessions.close(session)
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=self.tls)
         return response
@@ -327,23 +359,22 @@ class SearchPage:
     def get_media(self, request: Request) -> Response:
         return JSONResponse(proto_json(self._media(request.path_params["media_id"])))
 
-    def _local_file(self, media_id: str) -> tuple[pb.Media, Path]:
-        """The original file of a media item the catalog knows; never a path the client names."""
-        media = self._media(media_id)
+    async def _local_file(self, media_id: str) -> tuple[pb.Media, Path]:
+        """The original file of a media item the catalog knows (never a path the client names), while
+        it is still what was indexed (hashing it is costly work, hence the limiter)."""
+        media = await run_in_threadpool(self._media, media_id)
         if "://" in media.uri:
             raise ApiError(
                 code_pb2.UNIMPLEMENTED,
                 "MEDIA_NOT_LOCAL",
                 f"{media.uri} is not a file on this machine: the page shows frames and plays videos of files only",
             )
-        path = Path(media.uri)
-        if not path.is_file():
-            raise ApiError(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"{media.uri} is no longer there")
+        path = await self._blocking(lambda: self.files.verified(media.uri, media.media_id), _not_served)
         return media, path
 
-    def media_file(self, request: Request) -> Response:
+    async def media_file(self, request: Request) -> Response:
         """The original photo or video, with Range requests (a video seeks without loading it all)."""
-        _, path = self._local_file(request.path_params["media_id"])
+        _, path = await self._local_file(request.path_params["media_id"])
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=kind, headers={"cache-control": "private, max-age=3600"})
 
@@ -354,7 +385,7 @@ class SearchPage:
         time_ms = _int_param(params, "t_ms", 0, 0, 1 << 40)
         side = _int_param(params, "side", 320, 32, 1920)
         box = _box_param(params)
-        media, path = await run_in_threadpool(self._local_file, request.path_params["media_id"])
+        media, path = await self._local_file(request.path_params["media_id"])
         is_video = media.kind == pb.MEDIA_KIND_VIDEO
         key = StillKey(media.media_id, time_ms if is_video else 0, box, side)
         data = self.stills.get(key)
@@ -376,16 +407,60 @@ class SearchPage:
         return Response(data, media_type="image/jpeg", headers=headers)
 
 
-class Guard:
-    """Around every request: the token (bearer header or session cookie) on /api/ when one is set,
-    security headers, and the request metrics. The page and its scripts hold no data: they are open."""
+class Sessions:
+    """Logins of the page: random ids, kept here (only their hashes) until they expire or log out."""
 
-    def __init__(self, app: Starlette, metrics: QueryMetrics, token: bytes | None) -> None:
+    def __init__(self, ttl_s: float) -> None:
+        self._live: TTLCache[str, bool] = TTLCache(maxsize=MOST_SESSIONS, ttl=ttl_s, timer=time.monotonic)
+
+    @staticmethod
+    def _key(session: str) -> str:
+        # Any str a header can carry (latin-1) encodes; the hash makes the lookup leak nothing of a key.
+        return hashlib.sha256(session.encode()).hexdigest()
+
+    def open(self) -> str:
+        session = secrets.token_urlsafe(32)
+        self._live[self._key(session)] = True
+        return session
+
+    def valid(self, session: str) -> bool:
+        return self._key(session) in self._live
+
+    def close(self, session: str) -> None:
+        self._live.pop(self._key(session), None)
+
+
+def allowed_hosts(settings: QuerySettings) -> frozenset[str]:
+    """Host names (lower case, IPv6 in brackets) the page answers to; "*" among them: any."""
+    hosts = {host.lower() for host in settings.web_allowed_hosts}
+    if settings.web_host not in ANY_ADDRESS:
+        hosts.add(f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host.lower())
+    return frozenset(hosts)
+
+
+def host_name(host: str) -> str:
+    """The Host header without its port: `[::1]:8080` -> `[::1]`, `LocalHost:80` -> `localhost`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]  # "" when unclosed: refused
+    return host.partition(":")[0]
+
+
+Refusal = tuple[int, str, str]  # google.rpc code, reason, message
+
+
+class Guard:
+    """Around every request: the Host header (against DNS rebinding), the origin of calls that
+    change state or cost work (against cross-site requests), the token (bearer header or session
+    cookie) on /api/ when one is set, security headers, and the request metrics. The page and its
+    scripts hold no data: they need no token."""
+
+    def __init__(self, app: Starlette, metrics: QueryMetrics, settings: QuerySettings) -> None:
         self.app = app
         self.metrics = metrics
-        self.token = token
-        # The cookie holds a value derived from the token, not the token itself.
-        self.session = hmac.new(token, b"rvs search page session", hashlib.sha256).hexdigest() if token else ""
+        self.token = settings.auth_token.get_secret_value().encode() if settings.auth_token else None
+        self.sessions = Sessions(settings.web_session_ttl_s)
+        self.hosts = allowed_hosts(settings)
 
     def _route(self, scope: Scope) -> str:
         """The route's template: a bounded metric label."""
@@ -395,22 +470,55 @@ class Guard:
                 return str(getattr(route, "path", "other"))
         return "other"
 
-    def _refusal(self, scope: Scope) -> str | None:
-        """None if the request may pass, else why not."""
+    def _wrong_host(self, headers: Headers) -> Refusal | None:
+        if "*" in self.hosts or host_name(headers.get("host", "")) in self.hosts:
+            return None
+        message = "this host name is not one the search page answers to (RVS_WEB_ALLOWED_HOSTS)"
+        return code_pb2.INVALID_ARGUMENT, "HOST_NOT_ALLOWED", message
+
+    @staticmethod
+    def _cross_origin(scope: Scope, route: str, headers: Headers) -> Refusal | None:
+        """Browsers say where a request comes from (Sec-Fetch-Site, Origin); clients that say
+        nothing are not browsers, and pass."""
+        if scope["method"] in ("GET", "HEAD") and route not in COSTLY_GETS:
+            return None
+        site = headers.get("sec-fetch-site", "same-origin")
+        origin = headers.get("origin")
+        own = f"{scope['scheme']}://{headers.get('host', '')}".lower()
+        if site in ("same-origin", "none") and (origin is None or origin.lower() == own):
+            return None
+        return code_pb2.PERMISSION_DENIED, "CROSS_ORIGIN", "the search page's API answers its own pages only"
+
+    def _unauthenticated(self, scope: Scope, headers: Headers) -> Refusal | None:
         path = scope["path"]
         if self.token is None or not path.startswith("/api/") or path == "/api/session":
             return None
-        given = Headers(scope=scope).get("authorization")
+        given = headers.get("authorization")
         if given is not None:
             if not given.startswith("Bearer "):
-                return "the Authorization header must read `Bearer <token>`"
-            if hmac.compare_digest(given.removeprefix("Bearer ").encode(), self.token):
+                why = "the Authorization header must read `Bearer <token>`"
+            elif hmac.compare_digest(given.removeprefix("Bearer ").encode(), self.token):
                 return None
-            return "invalid token"
-        cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
-        if cookie is not None:
-            return None if hmac.compare_digest(cookie, self.session) else "invalid or outdated session"
-        return "missing credentials: log in on the page, or send `Authorization: Bearer <token>`"
+            else:
+                why = "invalid token"
+        else:
+            cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
+            if cookie is not None:
+                if self.sessions.valid(cookie):
+                    return None
+                why = "invalid, expired or ended session: log in again"
+            else:
+                why = "missing credentials: log in on the page, or send `Authorization: Bearer <token>`"
+        return code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", why
+
+    def _refusal(self, scope: Scope, route: str) -> Refusal | None:
+        """None if the request may pass, else why not."""
+        headers = Headers(scope=scope)
+        return (
+            self._wrong_host(headers)
+            or self._cross_origin(scope, route, headers)
+            or self._unauthenticated(scope, headers)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -432,14 +540,12 @@ class Guard:
             await send(message)
 
         try:
-            why = self._refusal(scope)
-            if why is None:
+            refusal = self._refusal(scope, route)
+            if refusal is None:
                 await self.app(scope, receive, send_with_headers)
             else:
-                log.warning("refused %s %s: %s", scope["method"], scope["path"], why)
-                await error_response(code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", why)(
-                    scope, receive, send_with_headers
-                )
+                log.warning("refused %s %s: %s", scope["method"], scope["path"], refusal[2])
+                await error_response(*refusal)(scope, receive, send_with_headers)
         finally:
             self.metrics.web_seconds.labels(route).observe(time.perf_counter() - started)
             self.metrics.web_requests.labels(route, str(status)).inc()

@@ -3,6 +3,7 @@ server has it (the same certificate, and client certificates when it asks for th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -11,6 +12,7 @@ import time
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rvs.query.config import QuerySettings
 
@@ -31,6 +33,38 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class IdleTimeoutProtocol(H11Protocol):
+    """HTTP/1.1 that closes a connection with no request in progress once it has been so for the
+    keep-alive timeout: new, between requests, or half-way through a request head. uvicorn's own
+    keep-alive timer stops at the first byte and does not run before the first request, so a client
+    sending half a head would hold its connection for good."""
+
+    _idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._restart_idle()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._restart_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        super().connection_lost(exc)
+
+    def _restart_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self.loop.call_later(self.timeout_keep_alive, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        # A request in progress (its body read with a deadline, its answer sent) is left alone.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+
 class WebServer:
     def __init__(self, settings: QuerySettings, app: ASGIApp, grace_s: float = 5.0) -> None:
         self.host = settings.web_host
@@ -46,7 +80,10 @@ class WebServer:
             access_log=False,
             proxy_headers=False,
             server_header=False,
-            limit_concurrency=settings.max_concurrent_rpcs,
+            # No limit_concurrency: uvicorn counts idle connections in it. Costly work has its own
+            # limit (the page's limiter, rpc_workers) and idle connections are closed.
+            http=IdleTimeoutProtocol,
+            timeout_keep_alive=settings.web_idle_timeout_s,
             timeout_graceful_shutdown=int(grace_s),
             ssl_certfile=settings.tls_cert_file,
             ssl_keyfile=settings.tls_key_file,

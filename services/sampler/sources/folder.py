@@ -6,23 +6,17 @@ slowly copied file is complete needs repeated stat() calls anyway.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
 from pathlib import Path
 
+from rvs.media.hashing import content_id
 from rvs.media.kinds import is_ignored_name
 from rvs.sampler.sources.base import Entry, Fetched, ScanResult
 
 log = logging.getLogger(__name__)
-
-
-def content_id(path: Path) -> str:
-    """Media id: sha256 of the content, so copies and renames are recognised."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class FolderSource:
