@@ -70,7 +70,10 @@ def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> Non
         for var in svc["environment"]:
             if var.startswith("RVS_"):
                 assert var[4:].lower() in fields, f"{name}: {var} is not a setting of {SETTINGS[name].__name__}"
-        SETTINGS[name](**{k[4:].lower(): v for k, v in svc["environment"].items() if k.startswith("RVS_")})
+        with pytest.MonkeyPatch.context() as env:  # as the container gets them: environment variables
+            for var, value in svc["environment"].items():
+                env.setenv(var, value)
+            SETTINGS[name]()
 
 
 def test_embedder_reserves_a_gpu_and_can_scale(compose: dict) -> None:  # type: ignore[type-arg]
