@@ -1,4 +1,5 @@
-"""Search latency at 10k, 100k and 1M indexed faces: the embedded Milvus server rvs runs vs milvus-lite.
+"""Search latency at 10k, 100k and 1M indexed faces: the embedded Milvus server rvs runs vs milvus-lite
+(and, with --backends, vs the same server run outside its network sandbox, to price the relay).
 
 For each backend the index grows in steps (10k, 100k, 1M faces by default); at each step, once the
 index has been built, it reports p50/p95/p99 of
@@ -9,6 +10,7 @@ of those people, pasted into 640x480 frames. facenet's weights cannot be downloa
 initialised InceptionResnetV1 (same cost, 512-d) stands in unless --weights-path is given.
 
     uv run --group bench python bench/search.py [--sizes 10000,100000,1000000] [--lite-max 100000]
+        [--backends milvus,milvus-lite,milvus-unsandboxed]
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def backend(name: str, tmp: Path) -> Iterator[str]:
     if name == "milvus-lite":
         yield str(tmp / "lite.db")  # pymilvus runs milvus-lite for a local .db path
         return
-    milvus = EmbeddedMilvus(tmp / "milvus", free_port())
+    milvus = EmbeddedMilvus(tmp / "milvus", free_port(), isolate=name != "milvus-unsandboxed")
     milvus.start()
     try:
         yield milvus.uri
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--model", default="facenet-vggface2")
     parser.add_argument("--weights-path", type=Path, default=None)
+    parser.add_argument("--backends", default="milvus,milvus-lite", help="milvus, milvus-lite, milvus-unsandboxed")
     parser.add_argument("--out", default="search", help="results file name in bench/results/")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -192,11 +195,15 @@ def main() -> None:
     pipeline.load()
 
     rows = []
-    for name in ("milvus", "milvus-lite"):
-        chosen = [s for s in sizes if name == "milvus" or s <= args.lite_max]
+    for name in args.backends.split(","):
+        chosen = [s for s in sizes if name != "milvus-lite" or s <= args.lite_max]
         with tempfile.TemporaryDirectory() as tmp, backend(name, Path(tmp)) as uri:
             rows += measure(name, uri, chosen, pipeline, args.queries, args.model)
 
+    sandboxed = {r["faces"]: r for r in rows if r["backend"] == "milvus"}
+    for r in (r for r in rows if r["backend"] == "milvus-unsandboxed" and r["faces"] in sandboxed):
+        v, w = sandboxed[r["faces"]]["vector_search_ms"], r["vector_search_ms"]
+        print(f"sandbox relay at {r['faces']:,} faces: vector p50 {v['p50']:.2f} vs {w['p50']:.2f} ms unsandboxed")  # type: ignore[index]
     print(f"\nmodel {pipeline.model_name} ({pipeline.dim}-d), HNSW M=16 efConstruction=200, {args.queries} queries")
     print(
         f"{'faces':>9} {'backend':<12} {'vector p50':>10} {'p99':>8} {'RPC p50':>8} {'p99':>8}  {'vs milvus-lite (p50)':>20}"
