@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS media (
     error_reason TEXT NOT NULL DEFAULT '',
     error_detail TEXT NOT NULL DEFAULT '',
     deleted INTEGER NOT NULL DEFAULT 0,
+    removed_at_ms INTEGER NOT NULL DEFAULT 0,  -- events up to this time belong to a removed ingest
     discovered_at_ms INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
 );
@@ -56,16 +57,62 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _state(row: sqlite3.Row) -> pb.MediaState.ValueType:
-    if row["deleted"]:
-        return pb.MEDIA_STATE_DELETED
-    if row["error_reason"]:
-        return pb.MEDIA_STATE_FAILED
-    if row["frame_count"] is not None:
-        return pb.MEDIA_STATE_DONE if row["frames_embedded"] >= row["frame_count"] else pb.MEDIA_STATE_EMBEDDING
-    if row["sampling_started"]:
-        return pb.MEDIA_STATE_SAMPLING
-    return pb.MEDIA_STATE_QUEUED
+# The state, derived from the columns in SQL (one definition), so reads filter and count with an index.
+_STATE = f"""CASE
+    WHEN deleted THEN {pb.MEDIA_STATE_DELETED}
+    WHEN error_reason != '' THEN {pb.MEDIA_STATE_FAILED}
+    WHEN frame_count IS NOT NULL THEN
+        CASE WHEN frames_embedded >= frame_count THEN {pb.MEDIA_STATE_DONE} ELSE {pb.MEDIA_STATE_EMBEDDING} END
+    WHEN sampling_started THEN {pb.MEDIA_STATE_SAMPLING}
+    ELSE {pb.MEDIA_STATE_QUEUED}
+END"""
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS media_order ON media (discovered_at_ms, media_id);
+CREATE INDEX IF NOT EXISTS media_state ON media (state, discovered_at_ms, media_id);
+"""
+
+# Media per state, kept by triggers in the same transactions, so a scrape reads six rows, not the catalog.
+_COUNTS = """
+CREATE TABLE state_counts (state INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO state_counts SELECT state, COUNT(*) FROM media GROUP BY state;
+CREATE TRIGGER media_counted AFTER INSERT ON media BEGIN
+    INSERT INTO state_counts VALUES (NEW.state, 1) ON CONFLICT(state) DO UPDATE SET n=n+1;
+END;
+CREATE TRIGGER media_uncounted AFTER DELETE ON media BEGIN
+    UPDATE state_counts SET n=n-1 WHERE state=OLD.state;
+END;
+CREATE TRIGGER media_recounted AFTER UPDATE ON media WHEN OLD.state != NEW.state BEGIN
+    UPDATE state_counts SET n=n-1 WHERE state=OLD.state;
+    INSERT INTO state_counts VALUES (NEW.state, 1) ON CONFLICT(state) DO UPDATE SET n=n+1;
+END;
+"""
+
+_UNFINISHED = (pb.MEDIA_STATE_QUEUED, pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING)
+
+
+def _of_removed_ingest(kind: str | None, at_ms: int, row: sqlite3.Row) -> bool:
+    """An event of an ingest that a removal ended: replayed from before the removal (a replayed
+    `discovered` must not bring the item back), or late (frames that were in flight)."""
+    return at_ms <= row["removed_at_ms"] or (bool(row["deleted"]) and kind != "discovered")
+
+
+class Removals:
+    """Which media were removed, and when, as a service folds MediaRemoved events: a frame or job of
+    an ingest that began before the removal is dropped; a later ingest of the same content is not."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def note(self, event: pb.MediaEvent) -> None:
+        with self._lock:
+            self._at[event.media_id] = max(self._at.get(event.media_id, 0), event.at_ms or _now_ms())
+
+    def covers(self, media_id: str, ingest_started_ms: int) -> bool:
+        """True if `media_id` was removed after an ingest that started at `ingest_started_ms`."""
+        with self._lock:
+            return ingest_started_ms <= self._at.get(media_id, -1)
 
 
 def _to_proto(row: sqlite3.Row) -> pb.Media:
@@ -73,7 +120,7 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         media_id=row["media_id"],
         uri=row["uri"],
         kind=row["kind"],
-        state=_state(row),
+        state=row["state"],
         frames_sampled=max(row["frames_sampled"], row["frame_count"] or 0),
         frames_embedded=row["frames_embedded"],
         faces_found=row["faces_found"],
@@ -97,11 +144,19 @@ class Catalog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(media)")}
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_xinfo(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
         if "faces_rejected" not in columns:
             self._db.execute("ALTER TABLE media ADD COLUMN faces_rejected TEXT NOT NULL DEFAULT '{}'")
+        if "removed_at_ms" not in columns:
+            self._db.execute("ALTER TABLE media ADD COLUMN removed_at_ms INTEGER NOT NULL DEFAULT 0")
+        if "state" not in columns:  # computed when read, so it never disagrees with the columns
+            self._db.execute(f"ALTER TABLE media ADD COLUMN state INTEGER GENERATED ALWAYS AS ({_STATE}) VIRTUAL")
+        self._db.executescript(_INDEXES)
+        tables = {r["name"] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "state_counts" not in tables:
+            self._db.executescript(f"BEGIN; {_COUNTS} COMMIT;")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -124,14 +179,18 @@ class Catalog:
         at = event.at_ms or _now_ms()
         mid = event.media_id
         with self._tx() as db:
+            row = db.execute("SELECT deleted, removed_at_ms FROM media WHERE media_id=?", (mid,)).fetchone()
+            if kind != "removed" and row is not None and _of_removed_ingest(kind, at, row):
+                return
             if kind == "discovered":
                 d = event.discovered
+                if row is not None and row["deleted"]:  # a new copy after a removal: a new ingest
+                    db.execute("DELETE FROM media WHERE media_id=?", (mid,))
                 db.execute(
-                    "INSERT INTO media (media_id, uri, kind, source, size_bytes, discovered_at_ms, updated_at_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(media_id) DO UPDATE SET uri=excluded.uri, deleted=0,"
-                    " updated_at_ms=excluded.updated_at_ms",
-                    (mid, d.uri, d.kind, d.source, d.size_bytes, at, at),
+                    "INSERT INTO media (media_id, uri, kind, source, size_bytes, discovered_at_ms, updated_at_ms,"
+                    " removed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(media_id) DO UPDATE SET uri=excluded.uri, updated_at_ms=excluded.updated_at_ms",
+                    (mid, d.uri, d.kind, d.source, d.size_bytes, at, at, row["removed_at_ms"] if row else 0),
                 )
             elif kind == "sampling_started":
                 # A restart samples again from the start: clear a previous failure, keep embedded frames.
@@ -181,8 +240,8 @@ class Catalog:
                 db.execute("DELETE FROM frames WHERE media_id=?", (mid,))
                 db.execute(
                     "UPDATE media SET deleted=1, frames_embedded=0, faces_found=0, faces_rejected='{}',"
-                    " updated_at_ms=? WHERE media_id=?",
-                    (at, mid),
+                    " removed_at_ms=MAX(removed_at_ms, ?), updated_at_ms=? WHERE media_id=?",
+                    (at, at, mid),
                 )
 
     def note_sampled_progress(self, media_id: str, frames_sampled: int) -> None:
@@ -197,12 +256,20 @@ class Catalog:
         return _to_proto(row) if row else None
 
     def list_media(self, state: int = 0, offset: int = 0, limit: int = 100) -> list[pb.Media]:
+        """A page in discovery order, filtered by state (0: all), read through an index."""
+        where, args = ("WHERE state=?", [state]) if state else ("", [])
         with self._lock:
-            rows = self._db.execute("SELECT * FROM media ORDER BY discovered_at_ms, media_id", ()).fetchall()
-        media = [_to_proto(r) for r in rows]
-        if state:
-            media = [m for m in media if m.state == state]
-        return media[offset : offset + limit]
+            rows = self._db.execute(
+                f"SELECT * FROM media {where} ORDER BY discovered_at_ms, media_id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return [_to_proto(r) for r in rows]
+
+    def counts(self) -> dict[int, int]:
+        """Media items per state (every state, zeros included)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, n FROM state_counts").fetchall()
+        return dict.fromkeys((v for v in pb.MediaState.values() if v), 0) | {r[0]: r[1] for r in rows}
 
     def uris(self, media_ids: list[str]) -> dict[str, pb.Media]:
         """Current catalog entries (uri, duration) for the given ids."""
@@ -213,13 +280,18 @@ class Catalog:
             rows = self._db.execute(f"SELECT * FROM media WHERE media_id IN ({marks})", media_ids).fetchall()
         return {r["media_id"]: _to_proto(r) for r in rows}
 
+    def has_unfinished(self) -> bool:
+        with self._lock:
+            return any(self._db.execute("SELECT 1 FROM state_counts WHERE state IN (?, ?, ?) AND n > 0", _UNFINISHED))
+
     def unfinished(self) -> list[pb.Media]:
-        """Media that were queued, sampling or embedding when rvs last stopped."""
-        return [
-            m
-            for m in self.list_media(limit=1 << 30)
-            if m.state in (pb.MEDIA_STATE_QUEUED, pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING)
-        ]
+        """Media that are queued, sampling or embedding (or were when rvs last stopped)."""
+        marks = ",".join("?" * len(_UNFINISHED))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM media WHERE state IN ({marks}) ORDER BY discovered_at_ms, media_id", _UNFINISHED
+            ).fetchall()
+        return [_to_proto(r) for r in rows]
 
 
 class CatalogCollector(Collector):
@@ -230,9 +302,6 @@ class CatalogCollector(Collector):
 
     def collect(self):  # type: ignore[no-untyped-def]
         family = GaugeMetricFamily("rvs_index_media", "Media items in the catalog by state.", labels=["state"])
-        counts = dict.fromkeys((v for v in pb.MediaState.values() if v), 0)
-        for media in self.catalog.list_media(limit=1 << 30):
-            counts[media.state] += 1
-        for state, n in counts.items():
+        for state, n in self.catalog.counts().items():
             family.add_metric([pb.MediaState.Name(state).removeprefix("MEDIA_STATE_").lower()], n)
         yield family

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -29,20 +30,36 @@ log = logging.getLogger(__name__)
 
 
 class LocalEvents:
-    """Applies media events in-process: to the catalog, and removals to the index too."""
+    """The in-process event path: every event is folded into the catalog; a removal also reaches the
+    sampler and the embedder (which stop its ingest), then its faces leave the index."""
 
     def __init__(self, catalog: Catalog, store: FaceStore) -> None:
         self.catalog = catalog
         self.store = store
+        self.on_removed: list[Callable[[pb.MediaEvent], None]] = []
 
     def publish(self, event: pb.MediaEvent) -> None:
-        if event.HasField("removed"):
-            try:
-                removed = self.store.delete_media(event.media_id)
-                log.info("removed %d faces from the index", removed, extra=media_log(event.media_id))
-            except StoreUnavailable:
-                log.exception("could not remove faces from the index", extra=media_log(event.media_id))
+        if not event.HasField("removed"):
+            self.catalog.apply(event)
+            return
+        try:
+            self.remove(event)
+        except StoreUnavailable:
+            log.exception("could not remove faces from the index", extra=media_log(event.media_id))
+
+    def remove_media(self, media_id: str) -> int:
+        """DeleteMedia: the removal as an event, like the sampler's; the faces removed."""
+        return self.remove(pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved()))
+
+    def remove(self, event: pb.MediaEvent) -> int:
+        # Every service knows of the removal before the faces go, so a batch the embedder upserts
+        # meanwhile is caught by its check after the upsert.
         self.catalog.apply(event)
+        for fold in self.on_removed:
+            fold(event)
+        removed = self.store.delete_media(event.media_id)
+        log.info("removed %d faces from the index", removed, extra=media_log(event.media_id))
+        return removed
 
 
 @dataclass
@@ -86,10 +103,18 @@ class EmbeddedApp:
         uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
         self.store = open_face_store(s.query, uri, self.query_pipeline.model_name, self.query_pipeline.dim)
         events = LocalEvents(self.catalog, self.store)
-        self.query = QueryService(self._query_settings(), self.query_pipeline, self.store, self.catalog, self.registry)
+        self.query = QueryService(
+            self._query_settings(),
+            self.query_pipeline,
+            self.store,
+            self.catalog,
+            self.registry,
+            remove_media=events.remove_media,
+        )
         self.query.start()
         self.embedder = EmbedderService(s.embedder, self.bus, events, self.embed_pipeline, self.store, self.registry)
         self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
+        events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
         # Frames of these were in memory when rvs last stopped: sample them again.
         self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
         self.embedder.start()
@@ -123,7 +148,7 @@ class EmbeddedApp:
         """True once nothing is queued or in progress (used by tests and `rvs up --once`)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.sampler and self.sampler.idle() and self.bus.pending() == 0 and not self.catalog.unfinished():
+            if self.sampler and self.sampler.idle() and self.bus.pending() == 0 and not self.catalog.has_unfinished():
                 return True
             time.sleep(0.2)
         return False

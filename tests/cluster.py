@@ -94,17 +94,13 @@ class Cluster:
             stderr=subprocess.STDOUT,
         )
 
+    def spawn_query(self) -> None:
+        """The query service, on the same ports and catalog at every (re)start."""
+        port, web_port, data = str(self.port), str(self.web_port), str(self.tmp / "query")
+        self.spawn("query", "query", "--port", port, "--web-port", web_port, "--data-dir", data)
+
     def start(self, embedders: int) -> None:
-        self.spawn(
-            "query",
-            "query",
-            "--port",
-            str(self.port),
-            "--web-port",
-            str(self.web_port),
-            "--data-dir",
-            str(self.tmp / "query"),
-        )
+        self.spawn_query()
         for i in range(embedders):
             self.spawn(f"embedder-{i}", "embedder")
         # Every embedder has joined the group before the first frame, so each gets a share.

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, KafkaBroker, TcpProxy, scrape
 
+from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw, shared
@@ -153,4 +154,62 @@ def test_sampler_killed_mid_video_resumes_without_gaps_or_duplicates(cluster: Cl
     assert long.faces_found == 6
     cluster.assert_index_exact(media)  # and no duplicate
     assert segments(search(cluster.stub(), lfw(BLAIR, 10)))["a_long.mp4"] == [(30000, 35000)]
+    assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
+
+
+def test_delete_media_is_an_event_every_service_folds(cluster: Cluster, watch: Path) -> None:
+    """DeleteMedia during an ingest: the sampler stops it, the embedder writes none of it, and the
+    query service, the sampler and a new copy behave after restarts as a careful operator expects."""
+    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (1920, 1080))
+    face = lfw(BUSH, 2)
+    appears = scene(background, [Appearance(face, 0, 90, x=900, y=400)], {face: load_rgb(face, (300, 300))})
+    write_video(watch / "a_long.mp4", appears, cfr_times(90, 30), rate=30, gop=300, options={"preset": "ultrafast"})
+    cluster.start(embedders=1)
+    stub = cluster.stub()
+    by_name = lambda: {Path(m.uri).name: m for m in cluster.media()}  # noqa: E731
+    cluster.wait_until(lambda: by_name().get("a_long.mp4", pb.Media()).frames_embedded >= 1, what="a_long embedded")
+    long = by_name()["a_long.mp4"]
+    stub.DeleteMedia(pb.DeleteMediaRequest(media_id=long.media_id), timeout=30)
+    assert stub.GetMedia(pb.GetMediaRequest(media_id=long.media_id)).state == pb.MEDIA_STATE_DELETED
+    finished = (pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED, pb.MEDIA_STATE_DELETED)
+    cluster.wait_until(lambda: len(m := cluster.media()) == 7 and all(x.state in finished for x in m), 300, "ingest")
+    photo = by_name()["rumsfeld.jpg"]
+    assert stub.DeleteMedia(pb.DeleteMediaRequest(media_id=photo.media_id), timeout=30).faces_removed == 1
+    assert "stopped sampling" in cluster.log("sampler") and "a_long.mp4: it was removed" in cluster.log("sampler")
+    store = FaceStore(cluster.milvus_uri, cluster.collection, "dlib-resnet", 128, consistency="Strong")
+    store.open()
+    try:
+        time.sleep(3)  # frames the embedder held when the removal came are deleted again
+        assert store.count(long.media_id) == 0 and store.count(photo.media_id) == 0
+
+        cluster.procs["query"].send_signal(signal.SIGTERM)  # restarts replay the events topic
+        assert cluster.procs["query"].wait(60) == 0
+        cluster.spawn_query()
+        sampler_log = len(cluster.log("sampler", tail=10**9))
+        cluster.procs["sampler"].send_signal(signal.SIGTERM)
+        assert cluster.procs["sampler"].wait(60) == 0
+        cluster.spawn("sampler", "sampler", "--watch", str(watch), "--data-dir", str(cluster.tmp / "sampler"))
+        cluster.wait_until(lambda: len(cluster.media()) == 7, 120, "the query service back")
+        media = by_name()
+        assert media["a_long.mp4"].state == media["rumsfeld.jpg"].state == pb.MEDIA_STATE_DELETED
+        assert {n: m.state for n, m in media.items() if n not in ("a_long.mp4", "rumsfeld.jpg")} == {
+            n: s for n, s in EXPECTED_STATES.items() if n != "rumsfeld.jpg"
+        }
+        cluster.wait_until(lambda: scrape(cluster.metrics_ports["sampler"]) != {}, 120, "the sampler back")
+        time.sleep(5)  # the restarted sampler's scans: nothing resumed, nothing found again
+        assert "resuming" not in cluster.log("sampler", tail=10**9)[sampler_log:]
+        assert scrape(cluster.metrics_ports["sampler"]).get("rvs_frames_published_total") == 0
+
+        shutil.copy(watch / "rumsfeld.jpg", watch / "rumsfeld-again.jpg")  # a new copy: a new ingest
+        again = lambda: stub.GetMedia(pb.GetMediaRequest(media_id=photo.media_id))  # noqa: E731
+        cluster.wait_until(lambda: again().state == pb.MEDIA_STATE_DONE, 120, "the new copy ingested")
+        assert (Path(again().uri).name, again().faces_found, store.count(photo.media_id)) == (
+            "rumsfeld-again.jpg",
+            1,
+            1,
+        )
+        assert store.count(long.media_id) == 0
+    finally:
+        store.close()
+    cluster.assert_index_exact(cluster.media())
     assert cluster.stop() == dict.fromkeys(cluster.procs, 0)

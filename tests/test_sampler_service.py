@@ -87,3 +87,50 @@ def test_deleted_files_can_be_removed_from_the_index(sampler, tmp_path: Path) ->
     shutil.copy(lfw("Colin_Powell", 2), watch / "c.jpg")  # overwritten with other content
     wait_for(lambda: len(events.of("removed")) == 2)
     assert len(events.of("sampled")) == 3
+
+
+def test_a_removal_stops_the_ingest_in_progress_for_good(tmp_path: Path) -> None:
+    """A removed item is not sampled further, not resumed at restart, not found again by a rescan;
+    a new copy of its content is a new ingest."""
+    from prometheus_client import CollectorRegistry
+
+    from rvs.sampler.app import SamplerService
+    from rvs.sampler.config import SamplerSettings
+
+    from recorder import Recorder
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    gray = np.full((120, 160, 3), 128, np.uint8)
+    write_video(watch / "clip.mp4", lambda t: gray, cfr_times(20, 2), rate=2)
+    settings = SamplerSettings(watch_dir=watch, data_dir=tmp_path / "data", settle_s=0.3, scan_interval_s=0.1)
+
+    def start() -> tuple[SamplerService, MemoryFrameBus, Recorder]:
+        bus, events = MemoryFrameBus(capacity=2), Recorder()  # the sampler waits on a full bus: mid-video
+        service = SamplerService(settings, bus, events, CollectorRegistry())
+        service.start()
+        return service, bus, events
+
+    service, bus, events = start()
+    wait_for(lambda: bus.pending() == 2)
+    media_id = events.of("discovered")[0].media_id
+    service.media_removed(pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved()))
+    frames = drain(bus)
+    wait_for(lambda: service.idle() and bool(frames.extend(drain(bus)) or True), 10)
+    time.sleep(0.5)
+    frames += drain(bus)
+    assert 2 <= len(frames) <= 3  # of 20: the frame it was handing over when told, then no more
+    assert events.of("sampled") == [] and events.of("failed") == []
+    service.stop()
+
+    service, bus, events = start()  # restart, with rescans: nothing resumed, nothing rediscovered
+    time.sleep(1.5)
+    assert drain(bus) == [] and events.events == []
+
+    shutil.copy(watch / "clip.mp4", watch / "uploaded-again.mp4")
+    wait_for(lambda: len(events.of("discovered")) == 1)
+    frames = []
+    wait_for(lambda: bool(frames.extend(drain(bus)) or events.of("sampled")), 30)
+    frames += drain(bus)
+    assert events.of("discovered")[0].media_id == media_id and len(frames) == 20
+    service.stop()

@@ -205,30 +205,75 @@ class KafkaFrameConsumer:
         self._dead_letters.close(timeout=10)
 
 
+class AcknowledgedEvents:
+    """Publishes an event and returns once the broker has acknowledged it (acks=all): for an RPC
+    that must not answer before what it did is recorded for every service (DeleteMedia)."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self.topic = settings.events_topic
+        self._producer = _producer(settings)
+
+    def publish(self, event: pb.MediaEvent, timeout_s: float = 30.0) -> None:
+        future = self._producer.send(self.topic, key=event.media_id.encode(), value=event.SerializeToString())
+        try:
+            future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BusUnavailable(f"event not acknowledged by the broker: {exc}") from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
 class EventFollower:
-    """Folds the events topic into a local catalog (query service in distributed mode)."""
+    """Folds the events topic, from its start, into a service's state: the query service's catalog,
+    the removals the sampler and the embedders act on."""
 
     def __init__(self, settings: BusSettings, apply: Callable[[pb.MediaEvent], None]) -> None:
         self._apply = apply
+        self.topic = settings.events_topic
         self._consumer = KafkaConsumer(
-            settings.events_topic,
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=None,  # every query instance reads every event
+            group_id=None,  # every instance reads every event
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         self._stop = threading.Event()
+        self._caught_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def wait_caught_up(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every event that was in the topic at start is folded; False on timeout."""
+        if not self._caught_up.wait(timeout_s):
+            log.warning("events topic %s not read to its end within %.0fs; going on", self.topic, timeout_s)
+        return self._caught_up.is_set()
+
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    def _assign(self) -> dict[TopicPartition, int]:
+        """Every partition of the topic, from the beginning; returns the end offsets at start."""
+        while not (partitions := self._consumer.partitions_for_topic(self.topic)):
+            if self._stop.wait(0.2):
+                return {}
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+        return dict(self._consumer.end_offsets(tps))
+
     def _run(self) -> None:
+        ends: dict[TopicPartition, int] | None = None
         while not self._stop.is_set():
             try:
+                if ends is None:
+                    ends = self._assign()
                 for batch in self._consumer.poll(timeout_ms=500).values():
                     for record in batch:
                         self._apply(pb.MediaEvent.FromString(record.value))
+                if not self._caught_up.is_set() and all(self._consumer.position(tp) >= e for tp, e in ends.items()):
+                    self._caught_up.set()
             except Exception:  # keep following; a bad record must not stop the catalog
                 log.exception("applying media events failed")
                 self._stop.wait(1.0)

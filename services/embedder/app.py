@@ -11,6 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from rvs.bus import EventPublisher, FrameConsumer
+from rvs.catalog import Removals
 from rvs.embedder.config import EmbedderSettings
 from rvs.embedder.metrics import EmbedderMetrics
 from rvs.faces.pipeline import FacePipeline
@@ -39,9 +40,25 @@ class EmbedderService:
         self.pipeline = pipeline
         self.store = store
         self.metrics = EmbedderMetrics(registry)
+        self._removals = Removals()
         self._stopping = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def media_removed(self, event: pb.MediaEvent) -> None:
+        """A media item was removed: its frames of that ingest are dropped from now on."""
+        self._removals.note(event)
+
+    def _removed(self, media_id: str, ingested_at_ms: int) -> bool:
+        return self._removals.covers(media_id, ingested_at_ms)
+
+    def _undo_removed(self, rows: list[FaceRow]) -> set[str]:
+        """Media removed while their batch was in flight: delete the faces just written again."""
+        gone = {r.media_id for r in rows if self._removed(r.media_id, r.ingested_at_ms)}
+        for media_id in gone:
+            self.store.delete_media(media_id)
+            log.info("deleted the faces of a removed item again after a batch in flight", extra=media_log(media_id))
+        return gone
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="embedder", daemon=True)
@@ -79,6 +96,7 @@ class EmbedderService:
         """Embed and index one batch. False if stopped before the faces were written."""
         self.metrics.frames_consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
+        batch = [f for f in batch if not self._removed(f.media_id, f.ingested_at_ms)]
         frames, images = [], []
         bad: list[pb.Frame] = []
         for frame in batch:
@@ -120,6 +138,8 @@ class EmbedderService:
             per_media[frame.media_id].append((frame.sample_index, 0, {}))
         if not self._upsert(rows):
             return False
+        for media_id in self._undo_removed(rows):
+            per_media.pop(media_id, None)
         events = [
             pb.MediaEvent(
                 media_id=media_id,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.kafka import KafkaEventPublisher, KafkaFrameConsumer, ensure_topics
+from rvs.bus.kafka import EventFollower, KafkaEventPublisher, KafkaFrameConsumer, ensure_topics
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
+from rvs.logs import media_log
 from rvs.metrics_http import MetricsEndpoint
-from rvs.store.faces import FaceStore, open_face_store
+from rvs.store.faces import FaceStore, StoreUnavailable, open_face_store
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 
 class EmbedderProcess:
@@ -24,6 +30,7 @@ class EmbedderProcess:
         self.consumer: KafkaFrameConsumer | None = None
         self.events: KafkaEventPublisher | None = None
         self.store: FaceStore | None = None
+        self.follower: EventFollower | None = None
 
     def start(self) -> None:
         self.metrics.start()
@@ -37,13 +44,31 @@ class EmbedderProcess:
         self.service = EmbedderService(
             self.settings, self.consumer, self.events, self.pipeline, self.store, self.registry
         )
+        self.follower = EventFollower(self.settings, self._fold)
+        self.follower.start()
+        self.follower.wait_caught_up()  # no frame of an item removed before this start is written
         self.service.start()
+
+    def _fold(self, event: pb.MediaEvent) -> None:
+        if not event.HasField("removed") or self.service is None or self.store is None:
+            return
+        self.service.media_removed(event)
+        if not self.follower or not self.follower.caught_up():
+            return  # removed before this embedder started: it has written nothing of it
+        # This embedder may have written a batch of it after the remover deleted its faces and
+        # before this event arrived: delete again (a no-op when there was none).
+        try:
+            self.store.delete_media(event.media_id)
+        except StoreUnavailable as exc:
+            log.error("could not delete the faces of a removed item: %s", exc, extra=media_log(event.media_id))
 
     def _set_lag(self, lags: dict[int, int]) -> None:
         if self.service:
             self.service.metrics.set_lag(lags)
 
     def stop(self) -> None:
+        if self.follower:
+            self.follower.stop()
         if self.service:
             self.service.stop(drain_s=0)  # finish the batch in hand and commit it; the rest stays in Kafka
         if self.events:

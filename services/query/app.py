@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -27,11 +28,14 @@ class QueryService:
         store: FaceStore,
         catalog: Catalog | None,
         registry: CollectorRegistry,
+        remove_media: Callable[[str], int] | None = None,
     ) -> None:
+        """`remove_media` records a DeleteMedia as a removal event for every service and returns the
+        faces removed; without it (no bus) DeleteMedia changes only this service's catalog and the index."""
         self.settings = settings
         self.engine = SearchEngine(settings, pipeline, store, catalog)
         metrics = QueryMetrics(registry)
-        self.servicer = SearchServicer(self.engine, catalog, metrics, settings.rpc_deadline_s)
+        self.servicer = SearchServicer(self.engine, catalog, metrics, settings.rpc_deadline_s, remove_media)
         self.server = QueryServer(settings, self.servicer)
         self.web: WebServer | None = None
         if settings.web_port:

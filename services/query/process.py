@@ -3,9 +3,11 @@ following the events topic, so ListMedia/GetMedia work in distributed mode."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.kafka import EventFollower, ensure_topics
+from rvs.bus.kafka import AcknowledgedEvents, EventFollower, ensure_topics
 from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
 from rvs.metrics_http import MetricsEndpoint
@@ -13,6 +15,7 @@ from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
 from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.store.faces import FaceStore, open_face_store
+from rvs.v1 import rvs_pb2 as pb
 
 
 class QueryProcess:
@@ -27,6 +30,7 @@ class QueryProcess:
         )
         self.catalog: Catalog | None = None
         self.follower: EventFollower | None = None
+        self.removals: AcknowledgedEvents | None = None
         self.service: QueryService | None = None
         self.store: FaceStore | None = None
 
@@ -44,15 +48,29 @@ class QueryProcess:
             self.catalog = Catalog(s.data_dir / "query-catalog.db")
             self.follower = EventFollower(s, self.catalog.apply)
             self.follower.start()
-        self.service = QueryService(s, pipeline, self.store, self.catalog, self.registry)
+            self.removals = AcknowledgedEvents(s)
+            self.follower.wait_caught_up()  # a restarted service answers with every removal folded
+        remove = self._remove_media if self.removals else None
+        self.service = QueryService(s, pipeline, self.store, self.catalog, self.registry, remove_media=remove)
         self.service.start()
         self.service.ready()
+
+    def _remove_media(self, media_id: str) -> int:
+        """DeleteMedia: recorded on the events topic first (the sampler stops the ingest, embedders
+        drop its frames, every query replica and restart folds it), then the faces are deleted."""
+        assert self.removals is not None and self.catalog is not None and self.store is not None
+        event = pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved())
+        self.removals.publish(event)
+        self.catalog.apply(event)  # at once for this caller; the follower folds it again, to no effect
+        return self.store.delete_media(media_id)
 
     def stop(self) -> None:
         if self.service:
             self.service.stop()
         if self.follower:
             self.follower.stop()
+        if self.removals:
+            self.removals.close()
         if self.catalog:
             self.catalog.close()
         if self.store:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from rvs.bus import BusUnavailable
 from rvs.catalog import Catalog
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
@@ -62,12 +63,18 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
 
 class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
     def __init__(
-        self, engine: SearchEngine, catalog: Catalog | None, metrics: QueryMetrics, rpc_deadline_s: float = 30.0
+        self,
+        engine: SearchEngine,
+        catalog: Catalog | None,
+        metrics: QueryMetrics,
+        rpc_deadline_s: float = 30.0,
+        remove_media: Callable[[str], int] | None = None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
         self.metrics = metrics
         self.rpc_deadline_s = rpc_deadline_s
+        self.remove_media = remove_media or self._remove_here
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -118,15 +125,24 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         if not request.media_id:
             abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", "media_id is required")
         known = self.catalog.get(request.media_id) if self.catalog else None
+        # An id the catalog does not know has no ingest to stop: only stray faces to delete.
+        remove = self.remove_media if known is not None else self.engine.store.delete_media
         try:
-            removed = self.engine.store.delete_media(request.media_id)
+            removed = remove(request.media_id)
         except StoreUnavailable as exc:
             abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+        except BusUnavailable as exc:
+            abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the removal was not recorded: {exc}")
         if known is None and not removed:
             abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
-        if self.catalog is not None and known is not None:
-            self.catalog.apply(pb.MediaEvent(media_id=request.media_id, removed=pb.MediaRemoved()))
         return pb.DeleteMediaResponse(faces_removed=removed)
+
+    def _remove_here(self, media_id: str) -> int:
+        """A query service alone (no bus): its own catalog and the index."""
+        removed = self.engine.store.delete_media(media_id)
+        if self.catalog is not None:
+            self.catalog.apply(pb.MediaEvent(media_id=media_id, removed=pb.MediaRemoved()))
+        return removed
 
 
 class QueryServer:

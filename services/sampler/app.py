@@ -11,6 +11,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from rvs.bus import EventPublisher, FramePublisher
+from rvs.catalog import Removals
 from rvs.disk import is_disk_full
 from rvs.logs import media_log
 from rvs.media.kinds import media_kind
@@ -40,7 +41,8 @@ class SamplerService:
         self.sources: list[Source] = open_sources(settings, self.metrics)
         self.state = WatchState(settings.data_dir / "sampler.db")
         self._stopping = threading.Event()
-        self._sampler = MediaSampler(settings, frames, events, self.metrics, self._stopping)
+        self._removals = Removals()
+        self._sampler = MediaSampler(settings, frames, events, self.metrics, self._stopping, self._removed)
         self._jobs: queue.Queue[MediaJob] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._retry_s = 5.0
@@ -49,6 +51,15 @@ class SamplerService:
         """Sample these again at start (embedded mode: their frames were in memory when rvs stopped)."""
         for media_id in media_ids:
             self.state.set_status(media_id, "pending")
+
+    def media_removed(self, event: pb.MediaEvent) -> None:
+        """A media item was removed (DeleteMedia, or its file with RVS_REMOVE_DELETED): stop sampling
+        it, and forget it so a restart does not resume it. A new copy of it is a new ingest."""
+        self._removals.note(event)
+        self.state.forget_removed(event.media_id, event.at_ms or now_ms())
+
+    def _removed(self, job: MediaJob) -> bool:
+        return self._removals.covers(job.media_id, job.discovered_at_ms)
 
     def start(self) -> None:
         for source in self.sources:
@@ -203,6 +214,10 @@ class SamplerService:
     def _work(self, job: MediaJob) -> None:
         source = self._owner(job.uri)
         if source is None:
+            return
+        if self._removed(job):
+            log.info("not sampling %s: it was removed", job.uri, extra=media_log(job.media_id))
+            source.release(job.media_id)
             return
         if job.path is None:  # resumed after a restart
             try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.kafka import KafkaEventPublisher, KafkaFramePublisher, ensure_topics
+from rvs.bus.kafka import EventFollower, KafkaEventPublisher, KafkaFramePublisher, ensure_topics
 from rvs.metrics_http import MetricsEndpoint
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
+from rvs.v1 import rvs_pb2 as pb
 
 
 class SamplerProcess:
@@ -20,6 +21,7 @@ class SamplerProcess:
         self.frames: KafkaFramePublisher | None = None
         self.events: KafkaEventPublisher | None = None
         self.service: SamplerService | None = None
+        self.follower: EventFollower | None = None
 
     def start(self) -> None:
         self.metrics.start()
@@ -27,9 +29,18 @@ class SamplerProcess:
         self.frames = KafkaFramePublisher(self.settings)
         self.events = KafkaEventPublisher(self.settings)
         self.service = SamplerService(self.settings, self.frames, self.events, self.registry)
+        self.follower = EventFollower(self.settings, self._fold)
+        self.follower.start()
+        self.follower.wait_caught_up()  # removals made while it was down: not resumed
         self.service.start()
 
+    def _fold(self, event: pb.MediaEvent) -> None:
+        if event.HasField("removed") and self.service is not None:
+            self.service.media_removed(event)
+
     def stop(self) -> None:
+        if self.follower:
+            self.follower.stop()
         if self.service:
             self.service.stop()  # a media item cut short is sampled again at the next start
         for client in (self.frames, self.events):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,10 @@ class Interrupted(Exception):
     """Sampling stopped because the service is shutting down; the media is resumed at restart."""
 
 
+class Removed(Exception):
+    """Sampling stopped because the media item was removed; it is not resumed."""
+
+
 class MediaSampler:
     def __init__(
         self,
@@ -51,12 +56,14 @@ class MediaSampler:
         events: EventPublisher,
         metrics: SamplerMetrics,
         stopping: threading.Event,
+        removed: Callable[[MediaJob], bool],
     ) -> None:
         self.settings = settings
         self.frames = frames
         self.events = events
         self.metrics = metrics
         self.stopping = stopping
+        self.removed = removed
 
     def _event(self, media_id: str, **kwargs: object) -> None:
         self.events.publish(pb.MediaEvent(media_id=media_id, at_ms=now_ms(), **kwargs))  # type: ignore[arg-type]
@@ -64,6 +71,8 @@ class MediaSampler:
     def _frame(self, job: MediaJob, index: int, time_ms: int, rgb: np.ndarray, scale: float) -> None:
         if self.stopping.is_set():
             raise Interrupted
+        if self.removed(job):
+            raise Removed
         original_width = rgb.shape[1] * scale
         # Room for the message's other fields; the image is nearly all of it.
         data, rgb = encode_jpeg_within(rgb, self.settings.jpeg_quality, self.settings.max_frame_bytes - 8192)
@@ -108,6 +117,9 @@ class MediaSampler:
         except Interrupted:
             log.info("sampling of %s interrupted by shutdown; it resumes at the next start", job.uri, extra=extra)
             return False
+        except Removed:
+            log.info("stopped sampling %s: it was removed", job.uri, extra=extra)
+            return True
         except BusUnavailable as exc:
             log.warning("bus unavailable while sampling %s (%s); will sample it again", job.uri, exc, extra=extra)
             return False

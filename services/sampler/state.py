@@ -110,6 +110,11 @@ class WatchState:
         with self._lock:
             self._db.execute("DELETE FROM media WHERE media_id=?", (media_id,))
 
+    def forget_removed(self, media_id: str, removed_at_ms: int) -> None:
+        """Forget a removed media item, unless discovered again after the removal (a new copy)."""
+        with self._lock:
+            self._db.execute("DELETE FROM media WHERE media_id=? AND discovered_at_ms<=?", (media_id, removed_at_ms))
+
     def media_uri(self, media_id: str) -> str | None:
         """A current uri of the media (it may have been renamed since discovery)."""
         with self._lock:
