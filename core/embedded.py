@@ -44,6 +44,9 @@ class LocalEvents:
                 log.exception("could not remove faces from the index", extra=media_log(event.media_id))
         self.catalog.apply(event)
 
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Events are applied as they are published: nothing to wait for."""
+
 
 @dataclass
 class EmbeddedSettings:
