@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS media (
     duration_ms INTEGER NOT NULL DEFAULT 0,
     frames_expected INTEGER NOT NULL DEFAULT 0,
     faces_rejected TEXT NOT NULL DEFAULT '{}',  -- JSON: reason -> faces
+    frames_failed TEXT NOT NULL DEFAULT '{}',  -- JSON: reason -> frames (counted in frames_embedded)
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
     error_reason TEXT NOT NULL DEFAULT '',
@@ -128,12 +129,23 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         duration_ms=row["duration_ms"],
         frames_expected=row["frame_count"] if row["frame_count"] is not None else row["frames_expected"],
         faces_rejected=json.loads(row["faces_rejected"]),
+        frames_failed=json.loads(row["frames_failed"]),
         error_reason=row["error_reason"],
         error_detail=row["error_detail"],
         source=row["source"],
         discovered_at_ms=row["discovered_at_ms"],
         updated_at_ms=row["updated_at_ms"],
     )
+
+
+def _add_counts(db: sqlite3.Connection, media_id: str, column: str, counts: Counter[str]) -> None:
+    """Add to a JSON reason -> count column (faces_rejected, frames_failed)."""
+    if not counts:
+        return
+    row = db.execute(f"SELECT {column} FROM media WHERE media_id=?", (media_id,)).fetchone()
+    total = Counter(json.loads(row[0])) if row else Counter()
+    total.update(counts)
+    db.execute(f"UPDATE media SET {column}=? WHERE media_id=?", (json.dumps(total), media_id))
 
 
 class Catalog:
@@ -147,8 +159,9 @@ class Catalog:
         columns = {r["name"] for r in self._db.execute("PRAGMA table_xinfo(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
-        if "faces_rejected" not in columns:
-            self._db.execute("ALTER TABLE media ADD COLUMN faces_rejected TEXT NOT NULL DEFAULT '{}'")
+        for counts in ("faces_rejected", "frames_failed"):
+            if counts not in columns:
+                self._db.execute(f"ALTER TABLE media ADD COLUMN {counts} TEXT NOT NULL DEFAULT '{{}}'")
         if "removed_at_ms" not in columns:
             self._db.execute("ALTER TABLE media ADD COLUMN removed_at_ms INTEGER NOT NULL DEFAULT 0")
         if "state" not in columns:  # computed when read, so it never disagrees with the columns
@@ -216,6 +229,7 @@ class Catalog:
                 e = event.embedded
                 new_frames = new_faces = 0
                 rejected: Counter[str] = Counter()
+                failed: Counter[str] = Counter()
                 for n, (index, faces) in enumerate(zip(e.sample_indices, e.face_counts, strict=True)):
                     cur = db.execute(
                         "INSERT OR IGNORE INTO frames (media_id, sample_index, faces) VALUES (?, ?, ?)",
@@ -226,11 +240,10 @@ class Catalog:
                         new_faces += faces
                         if n < len(e.rejections):
                             rejected.update(dict(e.rejections[n].by_reason))
-                if rejected:
-                    row = db.execute("SELECT faces_rejected FROM media WHERE media_id=?", (mid,)).fetchone()
-                    total = Counter(json.loads(row[0])) if row else Counter()
-                    total.update(rejected)
-                    db.execute("UPDATE media SET faces_rejected=? WHERE media_id=?", (json.dumps(total), mid))
+                        if n < len(e.failures) and e.failures[n]:
+                            failed[e.failures[n]] += 1
+                _add_counts(db, mid, "faces_rejected", rejected)
+                _add_counts(db, mid, "frames_failed", failed)
                 db.execute(
                     "UPDATE media SET frames_embedded=frames_embedded+?, faces_found=faces_found+?,"
                     " frames_sampled=MAX(frames_sampled, ?), updated_at_ms=? WHERE media_id=?",
@@ -240,7 +253,7 @@ class Catalog:
                 db.execute("DELETE FROM frames WHERE media_id=?", (mid,))
                 db.execute(
                     "UPDATE media SET deleted=1, frames_embedded=0, faces_found=0, faces_rejected='{}',"
-                    " removed_at_ms=MAX(removed_at_ms, ?), updated_at_ms=? WHERE media_id=?",
+                    " frames_failed='{}', removed_at_ms=MAX(removed_at_ms, ?), updated_at_ms=? WHERE media_id=?",
                     (at, at, mid),
                 )
 

@@ -61,6 +61,9 @@ class LocalEvents:
         log.info("removed %d faces from the index", removed, extra=media_log(event.media_id))
         return removed
 
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Events are applied as they are published: nothing to wait for."""
+
 
 @dataclass
 class EmbeddedSettings:

@@ -5,7 +5,7 @@ progress bar per item, until everything is finished; piped, it prints plain line
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -33,13 +33,24 @@ def plain_line(m: pb.Media) -> str:
     line = f"{state_name(m):<10} {m.frames_embedded:>5}/{_total(m):<9} {m.faces_found:>6}  {m.uri}"
     if m.error_reason:
         line += f"  ({m.error_reason}: {m.error_detail})"
-    if m.faces_rejected:
-        line += f"  [not indexed: {rejected(m)}]"
+    if notes := _notes(m):
+        line += f"  [{notes}]"
     return line
 
 
 def rejected(m: pb.Media) -> str:
-    return ", ".join(f"{n} {reason.lower().replace('_', ' ')}" for reason, n in sorted(m.faces_rejected.items()))
+    return _by_reason(m.faces_rejected)
+
+
+def _by_reason(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {reason.lower().replace('_', ' ')}" for reason, n in sorted(counts.items()))
+
+
+def _notes(m: pb.Media) -> str:
+    notes = [f"not indexed: {rejected(m)}"] if m.faces_rejected else []
+    if m.frames_failed:
+        notes.append(f"frames failed: {_by_reason(m.frames_failed)}")
+    return "; ".join(notes)
 
 
 def summary(media: list[pb.Media]) -> str:
@@ -93,9 +104,7 @@ def live(fetch: Fetch, console: Console, interval_s: float) -> None:
                 fields = {
                     "state": state_name(m),
                     "faces": m.faces_found,
-                    "error": f"{m.error_reason}: {m.error_detail}"
-                    if m.error_reason
-                    else (f"not indexed: {rejected(m)}" if m.faces_rejected else ""),
+                    "error": f"{m.error_reason}: {m.error_detail}" if m.error_reason else _notes(m),
                 }
                 if m.state in FINISHED:
                     total: int | None = max(m.frames_sampled, 1)

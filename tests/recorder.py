@@ -20,6 +20,9 @@ class Recorder:
         with self._lock:
             self.events.append(event)
 
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Kept as published: nothing to wait for."""
+
     def of(self, kind: str) -> list[pb.MediaEvent]:
         with self._lock:
             return [e for e in self.events if e.WhichOneof("event") == kind]

@@ -204,3 +204,43 @@ def test_a_catalog_written_before_state_columns_is_migrated(tmp_path: Path) -> N
     c = Catalog(tmp_path / "c.db")
     assert {m: c.get(m).state for m in expected} == expected
     assert c.counts() == {s: list(expected.values()).count(s) for s in pb.MediaState.values() if s}
+
+
+def test_failed_frames_count_as_processed_with_their_reason(tmp_path: Path) -> None:
+    c = Catalog(tmp_path / "c.db")
+    discovered(c)
+    c.apply(ev("m", sampled=pb.MediaSampled(frame_count=3)))
+    failed = pb.FramesEmbedded(sample_indices=[0, 1, 2], face_counts=[1, 0, 0], failures=["", "EMBED_FAILED", ""])
+    for _ in range(2):  # a replay counts once
+        c.apply(ev("m", embedded=failed))
+    m = c.get("m")
+    assert (m.state, m.frames_embedded, m.faces_found, dict(m.frames_failed)) == (
+        pb.MEDIA_STATE_DONE,
+        3,
+        1,
+        {"EMBED_FAILED": 1},
+    )
+    c.apply(ev("m", removed=pb.MediaRemoved()))
+    assert dict(c.get("m").frames_failed) == {}
+
+
+def test_a_catalog_from_before_frames_failed_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "c.db")
+    db.execute(
+        "CREATE TABLE media (media_id TEXT PRIMARY KEY, uri TEXT NOT NULL, kind INTEGER NOT NULL,"
+        " source TEXT NOT NULL DEFAULT '', size_bytes INTEGER NOT NULL DEFAULT 0,"
+        " sampling_started INTEGER NOT NULL DEFAULT 0, frame_count INTEGER,"
+        " frames_sampled INTEGER NOT NULL DEFAULT 0, frames_embedded INTEGER NOT NULL DEFAULT 0,"
+        " faces_found INTEGER NOT NULL DEFAULT 0, duration_ms INTEGER NOT NULL DEFAULT 0,"
+        " width INTEGER NOT NULL DEFAULT 0, height INTEGER NOT NULL DEFAULT 0,"
+        " error_reason TEXT NOT NULL DEFAULT '', error_detail TEXT NOT NULL DEFAULT '',"
+        " deleted INTEGER NOT NULL DEFAULT 0, discovered_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL)"
+    )
+    db.execute("INSERT INTO media (media_id, uri, kind, discovered_at_ms, updated_at_ms) VALUES ('m', '/a', 1, 1, 1)")
+    db.commit()
+    db.close()
+    c = Catalog(tmp_path / "c.db")
+    c.apply(ev("m", embedded=pb.FramesEmbedded(sample_indices=[0], face_counts=[0], failures=["DECODE_ERROR"])))
+    assert dict(c.get("m").frames_failed) == {"DECODE_ERROR": 1}

@@ -16,6 +16,7 @@ from rvs.faces.types import ModelUnavailable
 from rvs.media.images import decode_image
 
 from conftest import lfw
+from media_factory import load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,14 @@ def test_batch_of_mixed_sizes_matches_one_by_one() -> None:
     x1, y1, _, _ = batch[1][0].detection.box
     sx1, sy1, _, _ = single[0][0].detection.box
     assert (x1 - sx1, y1 - sy1) == pytest.approx((100, 50), abs=3)  # boxes in each image's own pixels
+
+
+def test_tiny_images_have_no_face_and_do_not_sink_the_batch() -> None:
+    """Below the smallest face looked for, MTCNN's image pyramid is empty (it raised `torch.cat():
+    expected a non-empty list of Tensors` and took the whole batch down with it)."""
+    pipeline = FacePipeline(ModelSettings(model="dlib-resnet"))  # min_face_size 20
+    pipeline.load()
+    path = lfw("Colin_Powell", 1)
+    tiny = [load_rgb(path, size) for size in ((1, 1), (19, 19), (400, 5))]
+    faces = pipeline.process([*tiny, load_rgb(path)])
+    assert [len(f) for f in faces] == [0, 0, 0, 1]

@@ -72,3 +72,16 @@ def test_piped_table_is_plain_text() -> None:
     assert lines[1].split()[:3] == ["done", "12/12", "3"]
     assert "(DECODE_ERROR: not an image)" in lines[2]
     assert all("\x1b" not in line for line in lines)
+
+
+def test_frames_that_failed_are_shown_with_their_reason() -> None:
+    media = pb.Media(
+        uri="/in/clip.mp4",
+        state=pb.MEDIA_STATE_DONE,
+        frames_sampled=8,
+        frames_embedded=8,
+        faces_found=7,
+        faces_rejected={"LOW_CONFIDENCE": 2},
+        frames_failed={"EMBED_FAILED": 1},
+    )
+    assert status_view.plain_line(media).endswith("[not indexed: 2 low confidence; frames failed: 1 embed failed]")

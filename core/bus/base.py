@@ -26,10 +26,20 @@ class FrameConsumer(Protocol):
         """Up to `max_frames` frames, waiting at most `max_wait_s` to fill the batch."""
 
     def commit(self) -> None:
-        """Everything returned by poll() so far has been processed (and written)."""
+        """Everything returned by poll() so far has been processed (and written). Raises
+        BusUnavailable if the bus did not acknowledge it: the caller rewinds and redoes the batch."""
+
+    def rewind(self) -> None:
+        """Everything returned by poll() since the last commit() was not processed: deliver it again."""
+
+    def dead_letter(self, frame: pb.Frame, reason: str, detail: str) -> None:
+        """Set aside a frame that cannot be processed, with the reason; acknowledged by commit()."""
 
     def close(self) -> None: ...
 
 
 class EventPublisher(Protocol):
     def publish(self, event: pb.MediaEvent) -> None: ...
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Return once every published event is recorded; raise BusUnavailable if one is not."""

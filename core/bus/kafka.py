@@ -3,7 +3,8 @@
 Frames are keyed by (media id, sample index) so one long video spreads over every partition and
 so over every embedder of the consumer group; events are keyed by media id so each media item's
 events stay in order. The sampler's producer waits for acks=all; the embedder commits an offset
-only after the faces of everything before it are written to Milvus.
+only after the faces of everything before it are written to Milvus and its events acknowledged,
+and seeks back to redo a batch that failed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
@@ -26,6 +27,8 @@ from rvs.config import BusSettings
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+_ACK_TIMEOUT_S = 30.0  # how long commit() waits for the broker to acknowledge the dead letters
 
 
 def ensure_topics(settings: BusSettings) -> None:
@@ -59,29 +62,61 @@ def _producer(settings: BusSettings) -> KafkaProducer:
     )
 
 
+class _Acks:
+    """What a producer sent that the broker has not acknowledged yet, and what it refused since the
+    last check. Counted by callbacks, so a producer that is never checked keeps nothing."""
+
+    def __init__(self, producer: KafkaProducer, what: str) -> None:
+        self._producer = producer
+        self._what = what
+        self._lock = threading.Lock()
+        self._unacked = 0
+        self._refused = 0
+        self._first_error: BaseException | None = None
+
+    def track(self, future: FutureRecordMetadata) -> None:
+        with self._lock:
+            self._unacked += 1
+        future.add_callback(self._acked).add_errback(self._failed)
+
+    def _acked(self, _metadata: object) -> None:
+        with self._lock:
+            self._unacked -= 1
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            self._unacked -= 1
+            self._refused += 1
+            self._first_error = self._first_error or error
+
+    def check(self, timeout_s: float | None) -> None:
+        """Wait up to `timeout_s` for every record sent so far; raise BusUnavailable unless every
+        one was acknowledged (the refusals are forgotten: the caller sends them again)."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise BusUnavailable(f"{self._what} not acknowledged within {timeout_s}s: {exc}") from exc
+        with self._lock:
+            refused, error, unacked = self._refused, self._first_error, self._unacked
+            self._refused, self._first_error = 0, None
+        if refused or unacked:
+            raise BusUnavailable(f"{refused + unacked} {self._what} not acknowledged: {error!r}")
+
+
 class KafkaFramePublisher:
     def __init__(self, settings: BusSettings) -> None:
         self.settings = settings
         self._producer = _producer(settings)
-        self._pending: list[FutureRecordMetadata] = []
-        self._lock = threading.Lock()
+        self._acks = _Acks(self._producer, "frames")
 
     def publish(self, frame: pb.Frame) -> None:
         value = frame.SerializeToString()
         key = f"{frame.media_id}:{frame.sample_index}".encode()
-        future = self._producer.send(self.settings.frames_topic, key=key, value=value)
-        with self._lock:
-            self._pending.append(future)
+        self._acks.track(self._producer.send(self.settings.frames_topic, key=key, value=value))
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until the broker acknowledged every published frame; raise BusUnavailable if not."""
-        self._producer.flush(timeout=timeout_s)
-        with self._lock:
-            pending, self._pending = self._pending, []
-        failed = [f.exception for f in pending if f.failed()]
-        unfinished = [f for f in pending if not f.is_done]
-        if failed or unfinished:
-            raise BusUnavailable(f"{len(failed) + len(unfinished)} frames not acknowledged: {failed[:1]}")
+        self._acks.check(timeout_s)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
@@ -91,12 +126,14 @@ class KafkaEventPublisher:
     def __init__(self, settings: BusSettings) -> None:
         self.topic = settings.events_topic
         self._producer = _producer(settings)
+        self._acks = _Acks(self._producer, "events")
 
     def publish(self, event: pb.MediaEvent) -> None:
-        self._producer.send(self.topic, key=event.media_id.encode(), value=event.SerializeToString())
+        self._acks.track(self._producer.send(self.topic, key=event.media_id.encode(), value=event.SerializeToString()))
 
     def flush(self, timeout_s: float | None = None) -> None:
-        self._producer.flush(timeout=timeout_s)
+        """Wait until the broker acknowledged every published event; raise BusUnavailable if not."""
+        self._acks.check(timeout_s)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
@@ -140,13 +177,16 @@ class KafkaFrameConsumer:
             time.sleep(0.2)
         self._consumer.subscribe([settings.frames_topic], listener=_Revocations(self._revoked))
         self._dead_letters = _producer(settings)
+        self._dead_letter_acks = _Acks(self._dead_letters, "dead letters")
         self._in_hand: dict[TopicPartition, int] = {}  # next offset to commit per partition
+        self._first: dict[TopicPartition, int] = {}  # first offset polled since the last commit
         self._closed = False
 
     def _revoked(self, partitions: set[TopicPartition]) -> None:
         # Whatever we hold for these partitions is redone by their next owner: do not commit it.
         for tp in partitions:
             self._in_hand.pop(tp, None)
+            self._first.pop(tp, None)
 
     def poll(self, max_frames: int, max_wait_s: float) -> list[pb.Frame]:
         if self._closed:
@@ -155,6 +195,7 @@ class KafkaFrameConsumer:
         frames = []
         for tp, batch in records.items():
             for record in batch:
+                self._first.setdefault(tp, record.offset)
                 self._in_hand[tp] = record.offset + 1
                 try:
                     frames.append(pb.Frame.FromString(record.value))
@@ -166,29 +207,48 @@ class KafkaFrameConsumer:
                         exc,
                         self.settings.dead_letter_topic,
                     )
-                    self._dead_letters.send(
-                        self.settings.dead_letter_topic,
-                        key=record.key,
-                        value=record.value,
-                        headers=[("reason", b"UNPARSEABLE_FRAME"), ("error", str(exc).encode()[:500])],
-                    )
+                    self._send_dead_letter(record.key, record.value, "UNPARSEABLE_FRAME", str(exc))
         if self._on_lag is not None:
             self._on_lag(self.lag())
         return frames
 
+    def _send_dead_letter(self, key: bytes | None, value: bytes, reason: str, detail: str) -> None:
+        headers = [("reason", reason.encode()), ("error", detail.encode()[:500])]
+        self._dead_letter_acks.track(
+            self._dead_letters.send(self.settings.dead_letter_topic, key=key, value=value, headers=headers)
+        )
+
+    def dead_letter(self, frame: pb.Frame, reason: str, detail: str) -> None:
+        """The frame goes to the dead-letter topic as it came, with `reason` and `detail` in headers."""
+        key = f"{frame.media_id}:{frame.sample_index}".encode()
+        self._send_dead_letter(key, frame.SerializeToString(), reason, detail)
+
     def commit(self) -> None:
+        """Commit the offsets in hand once the dead letters are acknowledged; raise BusUnavailable
+        (nothing committed) if they are not or the commit fails."""
         if not self._in_hand:
             return
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._in_hand.items()}
+        self._dead_letter_acks.check(_ACK_TIMEOUT_S)
         try:
-            self._dead_letters.flush(timeout=30)
             self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group rebalanced while this batch ran: its new owner redoes it (upserts are idempotent).
             log.warning("commit refused after a rebalance (%s); the batch will be redone", exc)
         except KafkaError as exc:
-            log.warning("commit failed (%s); the batch will be redone", exc)
+            raise BusUnavailable(f"commit failed: {exc}") from exc
         self._in_hand.clear()
+        self._first.clear()
+
+    def rewind(self) -> None:
+        """Seek back to the first frame polled since the last commit, so the next poll() returns the
+        batch again (and commit() does not commit it meanwhile)."""
+        assigned = self._consumer.assignment()
+        for tp, offset in self._first.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+        self._in_hand.clear()
+        self._first.clear()
 
     def lag(self) -> dict[int, int]:
         """Messages behind the end of each assigned partition, from the last fetch (no round trip)."""

@@ -117,6 +117,10 @@ class MtcnnDetector:
         assert self._mtcnn is not None
         height, width = size
         w, h = fit_within(width, height, self.max_side)
+        if min(w, h) * (12.0 / self.min_face_size) < 12.0:
+            # Smaller than the smallest face looked for (MTCNN's own pyramid test): its image pyramid
+            # would be empty and it raises (torch.cat of nothing). Such an image simply has no face.
+            return
         scale = width / w
         if scale != 1.0:
             batch = np.stack(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
-from pymilvus.exceptions import MilvusException
+from pymilvus.exceptions import DataNotMatchException, DataTypeNotMatchException, MilvusException, ParamError
 
 from rvs.config import StoreSettings
 from rvs.v1 import rvs_pb2 as pb
@@ -28,6 +28,16 @@ class IndexModelMismatch(RuntimeError):
 
 class StoreUnavailable(RuntimeError):
     """Milvus cannot be reached or refused the operation; the caller retries."""
+
+
+class StoreRejected(ValueError):
+    """Milvus refused the request itself (bad data, bad expression): retrying cannot help."""
+
+
+def _rejected(exc: MilvusException) -> bool:
+    """pymilvus's own checks of the data, and Milvus's parameter errors (merr codes 1100-1199, e.g. a
+    string over its max_length): the same request is refused again."""
+    return isinstance(exc, (ParamError, DataTypeNotMatchException, DataNotMatchException)) or 1100 <= exc.code < 1200
 
 
 def face_key(media_id: str, time_ms: int, face_index: int) -> str:
@@ -228,6 +238,8 @@ class FaceStore:
         try:
             self.client.upsert(self.collection, data, timeout=self._timeout)
         except MilvusException as exc:
+            if _rejected(exc):
+                raise StoreRejected(f"upsert of {len(rows)} faces refused: {exc}") from exc
             raise self._failed(f"upsert of {len(rows)} faces", exc) from exc
 
     def search(

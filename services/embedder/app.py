@@ -1,4 +1,9 @@
-"""EmbedderService: the loop only orchestrates poll -> detect+embed -> upsert -> report -> commit."""
+"""EmbedderService: the loop only orchestrates poll -> detect+embed -> upsert -> report -> commit.
+
+A batch that raises is rewound and delivered again; on its last try it is halved down to single
+frames, and a frame that still fails alone goes to the dead-letter path. Rows Milvus refuses are
+isolated the same way. Either way every frame is reported: indexed, or failed with a reason.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,48 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from rvs.bus import EventPublisher, FrameConsumer
+from rvs.bus import BusUnavailable, EventPublisher, FrameConsumer
 from rvs.catalog import Removals
 from rvs.embedder.config import EmbedderSettings
 from rvs.embedder.metrics import EmbedderMetrics
 from rvs.faces.pipeline import FacePipeline
+from rvs.faces.types import Detection
 from rvs.logs import media_log
 from rvs.media.errors import MediaError
 from rvs.media.frames import decode_frame
-from rvs.store.faces import FaceRow, FaceStore, StoreUnavailable
+from rvs.store.faces import FaceRow, FaceStore, StoreRejected, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+EMBED_FAILED, STORE_REJECTED = "EMBED_FAILED", "STORE_REJECTED"
+_ACK_TIMEOUT_S = 30.0  # how long a commit waits for the bus to acknowledge the batch's events
+
+
+@dataclass
+class _Outcome:
+    """What became of one frame of a batch."""
+
+    frame: pb.Frame
+    faces: int = 0  # faces indexed
+    rejected: dict[str, int] = field(default_factory=dict)  # faces not indexed by the quality gates
+    failure: str = ""  # why the frame is not (wholly) in the index; "" when it is
+    detail: str = ""
+
+    def refuse(self, detail: str) -> None:
+        """Milvus refused one of this frame's faces."""
+        self.faces -= 1
+        self.failure = STORE_REJECTED
+        self.detail = self.detail or detail
+
+
+def _frame_key(frame: pb.Frame) -> tuple[str, int]:
+    return frame.media_id, frame.sample_index
 
 
 class EmbedderService:
@@ -44,6 +75,9 @@ class EmbedderService:
         self._stopping = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
+        # Failed tries of frames delivered again. A frame whose partition moves to another embedder
+        # meanwhile leaves its entry behind: at most a batch per rebalance.
+        self._tries: dict[tuple[str, int], int] = {}
 
     def media_removed(self, event: pb.MediaEvent) -> None:
         """A media item was removed: its frames of that ingest are dropped from now on."""
@@ -86,77 +120,188 @@ class EmbedderService:
                     if self._draining.is_set():
                         return
                     continue
-                if self.process(batch):
-                    self.frames.commit()
-            except Exception:  # the loop must survive anything one batch does
-                log.exception("embedder batch failed")
+                self._handle(batch)
+            except Exception:  # the loop must survive anything the bus does
+                log.exception("embedder loop failed")
                 self._stopping.wait(1.0)
 
-    def process(self, batch: list[pb.Frame]) -> bool:
-        """Embed and index one batch. False if stopped before the faces were written."""
+    def _handle(self, batch: list[pb.Frame]) -> None:
+        """Process a polled batch and commit it; if processing raises, rewind it (delivered again)."""
         self.metrics.frames_consumed.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
-        batch = [f for f in batch if not self._removed(f.media_id, f.ingested_at_ms)]
-        frames, images = [], []
-        bad: list[pb.Frame] = []
-        for frame in batch:
-            try:
-                images.append(decode_frame(frame))
-                frames.append(frame)
-            except MediaError as exc:
-                log.warning("skipping frame: %s", exc.detail, extra=media_log(frame.media_id))
-                self.metrics.frames_failed.labels(exc.reason).inc()
-                bad.append(frame)
-        rows: list[FaceRow] = []
-        per_media: dict[str, list[tuple[int, int, dict[str, int]]]] = defaultdict(list)
-        if images:
-            analysis = self.pipeline.analyse(images)
-            self.metrics.detect_seconds.observe(analysis.detect_s)
-            self.metrics.embed_seconds.observe(analysis.embed_s)
-            for frame, seen, vecs in zip(frames, analysis.frames, analysis.vectors, strict=True):
-                dets = seen.faces
-                scale = frame.scale or 1.0
-                for reason, n in seen.rejected.items():
-                    self.metrics.faces_rejected.labels(reason).inc(n)
-                for i, (det, vec) in enumerate(zip(dets, vecs, strict=True)):
-                    rows.append(
-                        FaceRow(
-                            media_id=frame.media_id,
-                            uri=frame.uri,
-                            kind=frame.kind,
-                            time_ms=frame.time_ms,
-                            face_index=i,
-                            box=tuple(v * scale for v in det.box),  # type: ignore[arg-type]
-                            det_score=det.score,
-                            source=frame.source,
-                            ingested_at_ms=frame.ingested_at_ms,
-                            vector=np.asarray(vec),
-                        )
-                    )
-                per_media[frame.media_id].append((frame.sample_index, len(dets), dict(seen.rejected)))
-        for frame in bad:
-            per_media[frame.media_id].append((frame.sample_index, 0, {}))
-        if not self._upsert(rows):
+        keys = [_frame_key(f) for f in batch]
+        attempt = 1 + max(self._tries.get(k, 0) for k in keys)
+        last = attempt >= self.settings.max_batch_tries
+        try:
+            done = self._process_isolating(batch) if last else self.process(batch)
+        except Exception:
+            log.exception(
+                "embedder batch of %d frames failed (try %d of %d); it is delivered again",
+                len(batch),
+                attempt,
+                self.settings.max_batch_tries,
+            )
+            self._tries.update(dict.fromkeys(keys, attempt))
+            self.frames.rewind()
+            self._stopping.wait(1.0)
+            return
+        for k in keys:
+            self._tries.pop(k, None)
+        if done:  # else stopped before the faces were written: redone after a restart
+            self._commit()
+
+    def _commit(self) -> None:
+        """The batch's progress events first, then its frames: a batch is done only once the bus has
+        acknowledged both. If it has not, the batch is redone (upserts and the catalog's fold are
+        idempotent); that is no failed try of its frames."""
+        try:
+            self.events.flush(_ACK_TIMEOUT_S)
+            self.frames.commit()
+        except BusUnavailable as exc:
+            log.warning("the bus did not acknowledge a processed batch (%s); it is done again", exc)
+            self.frames.rewind()
+            self._stopping.wait(1.0)
+
+    def _process_isolating(self, batch: list[pb.Frame]) -> bool:
+        """The last try: halve the batch until a frame that still fails is alone, and set that one
+        aside; the others are indexed. One bad frame costs ~2*log2(n) sub-batches, not n."""
+        try:
+            return self.process(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                return self._process_isolating(batch[:half]) and self._process_isolating(batch[half:])
+            return self._finish([_Outcome(batch[0], failure=EMBED_FAILED, detail=f"{type(exc).__name__}: {exc}")])
+
+    def process(self, batch: list[pb.Frame]) -> bool:
+        """Embed and index one batch and report every frame. False if stopped before the faces were
+        written. Raises what detection or embedding raises; undecodable frames and rows Milvus
+        refuses are set aside with their reason."""
+        outcomes = [_Outcome(f) for f in batch if not self._removed(f.media_id, f.ingested_at_ms)]
+        owned = self._analyse(self._decode(outcomes))
+        if not self._upsert(owned):
             return False
-        for media_id in self._undo_removed(rows):
-            per_media.pop(media_id, None)
-        events = [
+        gone = self._undo_removed([row for _, row in owned])
+        return self._finish([o for o in outcomes if o.frame.media_id not in gone])
+
+    def _decode(self, outcomes: list[_Outcome]) -> list[tuple[_Outcome, np.ndarray]]:
+        decoded = []
+        for outcome in outcomes:
+            try:
+                decoded.append((outcome, decode_frame(outcome.frame)))
+            except MediaError as exc:
+                outcome.failure, outcome.detail = exc.reason, exc.detail
+        return decoded
+
+    def _analyse(self, decoded: list[tuple[_Outcome, np.ndarray]]) -> list[tuple[_Outcome, FaceRow]]:
+        """Detect and embed; one row per face, with the outcome of the frame it is in."""
+        if not decoded:
+            return []
+        analysis = self.pipeline.analyse([image for _, image in decoded])
+        self.metrics.detect_seconds.observe(analysis.detect_s)
+        self.metrics.embed_seconds.observe(analysis.embed_s)
+        owned = []
+        for (outcome, _), seen, vectors in zip(decoded, analysis.frames, analysis.vectors, strict=True):
+            outcome.faces = len(seen.faces)
+            outcome.rejected = dict(seen.rejected)
+            for i, (det, vec) in enumerate(zip(seen.faces, vectors, strict=True)):
+                owned.append((outcome, self._row(outcome.frame, i, det, vec)))
+        return owned
+
+    @staticmethod
+    def _row(frame: pb.Frame, face_index: int, det: Detection, vector: np.ndarray) -> FaceRow:
+        scale = frame.scale or 1.0
+        return FaceRow(
+            media_id=frame.media_id,
+            uri=frame.uri,
+            kind=frame.kind,
+            time_ms=frame.time_ms,
+            face_index=face_index,
+            box=tuple(v * scale for v in det.box),  # type: ignore[arg-type]
+            det_score=det.score,
+            source=frame.source,
+            ingested_at_ms=frame.ingested_at_ms,
+            vector=np.asarray(vector),
+        )
+
+    def _upsert(self, owned: list[tuple[_Outcome, FaceRow]]) -> bool:
+        """Write the rows. Rows Milvus refuses are found by halving until each is alone, and noted on
+        their frame's outcome; the others are written. False if stopped meanwhile."""
+        try:
+            return self._write([row for _, row in owned])
+        except StoreRejected as exc:
+            if len(owned) > 1:
+                half = len(owned) // 2
+                return self._upsert(owned[:half]) and self._upsert(owned[half:])
+            owned[0][0].refuse(str(exc))
+            return True
+
+    def _write(self, rows: list[FaceRow]) -> bool:
+        """Write with exponential back-off while Milvus is unavailable; False if stopped meanwhile.
+        Raises StoreRejected: retrying what Milvus refuses cannot help."""
+        delay = 0.5
+        while True:
+            try:
+                t0 = time.perf_counter()
+                self.store.upsert(rows)
+                self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
+                return True
+            except StoreRejected:
+                self.metrics.upsert_errors.inc()
+                raise
+            except StoreUnavailable as exc:
+                self.metrics.upsert_errors.inc()
+                log.warning("Milvus unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    def _finish(self, outcomes: list[_Outcome]) -> bool:
+        """Set aside the frames that failed, then report every frame. False if stopped meanwhile."""
+        for outcome in outcomes:
+            if outcome.failure:
+                self._set_aside(outcome)
+        if not self._report(self._events(outcomes)):
+            return False
+        for outcome in outcomes:
+            for reason, n in outcome.rejected.items():
+                self.metrics.faces_rejected.labels(reason).inc(n)
+        self.metrics.frames_embedded.inc(sum(not o.failure for o in outcomes))
+        self.metrics.faces_detected.inc(sum(o.faces for o in outcomes))
+        return True
+
+    def _set_aside(self, outcome: _Outcome) -> None:
+        frame = outcome.frame
+        log.error(
+            "frame %d of %s not indexed, sent to the dead-letter path: %s: %s",
+            frame.sample_index,
+            frame.uri,
+            outcome.failure,
+            outcome.detail,
+            extra=media_log(frame.media_id),
+        )
+        self.metrics.frames_failed.labels(outcome.failure).inc()
+        self.frames.dead_letter(frame, outcome.failure, outcome.detail)
+
+    @staticmethod
+    def _events(outcomes: list[_Outcome]) -> list[pb.MediaEvent]:
+        per_media: dict[str, list[_Outcome]] = defaultdict(list)
+        for outcome in outcomes:
+            per_media[outcome.frame.media_id].append(outcome)
+        at_ms = int(time.time() * 1000)
+        return [
             pb.MediaEvent(
                 media_id=media_id,
-                at_ms=int(time.time() * 1000),
+                at_ms=at_ms,
                 embedded=pb.FramesEmbedded(
-                    sample_indices=[i for i, _, _ in done],
-                    face_counts=[n for _, n, _ in done],
-                    rejections=[pb.FaceRejections(by_reason=r) for _, _, r in done],
+                    sample_indices=[o.frame.sample_index for o in done],
+                    face_counts=[o.faces for o in done],
+                    rejections=[pb.FaceRejections(by_reason=o.rejected) for o in done],
+                    failures=[o.failure for o in done],
                 ),
             )
             for media_id, done in per_media.items()
         ]
-        if not self._report(events):
-            return False
-        self.metrics.frames_embedded.inc(len(frames))
-        self.metrics.faces_detected.inc(len(rows))
-        return True
 
     def _report(self, events: list[pb.MediaEvent]) -> bool:
         """Publish progress, retrying until it is recorded (a full disk, an unreachable broker):
@@ -173,19 +318,3 @@ class EmbedderService:
                     return False
                 delay = min(delay * 2, self.settings.retry_max_s)
         return True
-
-    def _upsert(self, rows: list[FaceRow]) -> bool:
-        """Write with exponential back-off while Milvus is unavailable; False if stopped meanwhile."""
-        delay = 0.5
-        while True:
-            try:
-                t0 = time.perf_counter()
-                self.store.upsert(rows)
-                self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
-                return True
-            except StoreUnavailable as exc:
-                self.metrics.upsert_errors.inc()
-                log.warning("Milvus unavailable (%s); retrying in %.1fs", exc, delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, self.settings.retry_max_s)

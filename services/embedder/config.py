@@ -13,3 +13,7 @@ class EmbedderSettings(ModelSettings, StoreSettings, BusSettings):
     """How long to wait for a batch to fill before processing what has arrived."""
     retry_max_s: float = Field(30.0, gt=0)
     """Longest pause between retries while Milvus is unavailable."""
+    max_batch_tries: int = Field(3, ge=1)
+    """Deliveries of a batch whose processing fails before its frames that still fail go to the
+    dead-letter path (and count as processed, with the reason). The last try halves the batch down
+    to single frames, so one bad frame does not sink the others."""

@@ -71,8 +71,7 @@ class EmbedderProcess:
             self.follower.stop()
         if self.service:
             self.service.stop(drain_s=0)  # finish the batch in hand and commit it; the rest stays in Kafka
-        if self.events:
-            self.events.flush(30)
+        if self.events:  # every committed batch's events are flushed already; the rest is redone
             self.events.close()
         if self.consumer:
             self.consumer.close()
