@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
 from rvs.metrics_http import MetricsEndpoint
 from rvs.query.app import QueryService
@@ -50,7 +51,7 @@ Start = Callable[..., QueryService]
 def query(pipeline: FacePipeline, milvus_uri: str, collection_name: str) -> Iterator[Start]:
     started: list[QueryService] = []
 
-    def start(**kw: object) -> QueryService:
+    def start(catalog: Catalog | None = None, **kw: object) -> QueryService:
         fields: dict[str, object] = {
             "model": "dlib-resnet",
             "port": 0,
@@ -60,7 +61,7 @@ def query(pipeline: FacePipeline, milvus_uri: str, collection_name: str) -> Iter
         }
         settings = QuerySettings(**(fields | kw))  # type: ignore[arg-type]
         store = open_face_store(settings, milvus_uri, pipeline.model_name, pipeline.dim)
-        service = QueryService(settings, pipeline, store, None, CollectorRegistry())
+        service = QueryService(settings, pipeline, store, catalog, CollectorRegistry())
         service.start()
         service.ready()
         started.append(service)
@@ -319,3 +320,63 @@ def test_a_crowded_photo_embeds_only_the_searched_face_within_the_deadline(query
     assert [i for i, f in enumerate(faces) if f.embedded] == [5, 63]
     with pytest.raises(FaceIndexOutOfRange, match="64 face"):
         service.engine.search_faces(faces, pb.SearchRequest(face_index=64))
+
+
+def stall(channel: grpc.Channel, method: str, calls: int) -> tuple[threading.Event, list[grpc.Future]]:
+    """`calls` real calls of a unary method whose request message never comes: the client sends the
+    headers and then waits (until the event is set)."""
+    release = threading.Event()
+
+    def nothing() -> Iterator[bytes]:
+        release.wait(60)
+        yield from ()
+
+    call = channel.stream_unary(method, request_serializer=bytes, response_deserializer=bytes)
+    return release, [call.future(nothing(), timeout=60) for _ in range(calls)]
+
+
+def test_stalled_calls_leave_health_and_cheap_rpcs_answerable(query: Start) -> None:
+    service = query()  # RVS_RPC_WORKERS: 8
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        release, stalled = stall(channel, "/rvs.v1.SearchService/GetMedia", 12)
+        try:
+            time.sleep(1.0)  # the calls reach the server
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as info:
+                rvs_pb2_grpc.SearchServiceStub(channel).GetMedia(pb.GetMediaRequest(media_id="nope"), timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED  # answered: this service has no catalog
+            assert not any(call.done() for call in stalled)
+        finally:
+            release.set()
+            for call in stalled:
+                call.cancel()
+
+
+def test_a_stalled_call_ends_with_its_connection_age(query: Start) -> None:
+    service = query(grpc_max_connection_age_s=1.0, grpc_max_connection_age_grace_s=1.0)
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        release, (call,) = stall(channel, "/rvs.v1.SearchService/GetMedia", 1)
+        try:
+            error = call.exception(timeout=15)
+            assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE, error
+        finally:
+            release.set()
+
+
+def test_media_ids_are_checked_and_never_echoed_whole(query: Start, tmp_path: Path) -> None:
+    service = query(catalog=Catalog(tmp_path / "catalog.db"))
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        for call in (
+            lambda media_id: stub.GetMedia(pb.GetMediaRequest(media_id=media_id), timeout=10),
+            lambda media_id: stub.DeleteMedia(pb.DeleteMediaRequest(media_id=media_id), timeout=10),
+        ):
+            for media_id in ("a" * 100_000, "../../etc/passwd", 'x" or media_id != "', "é", ""):
+                with pytest.raises(grpc.RpcError) as info:
+                    call(media_id)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (media_id[:20], info.value.code())
+                assert error_reason(info.value) == "INVALID_PARAMETER" and len(info.value.details()) < 200
+            with pytest.raises(grpc.RpcError) as info:
+                call("0" * 64)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND and "0" * 64 in info.value.details()
