@@ -9,6 +9,8 @@ from PIL import Image
 from rvs.media.errors import DecodeError, EmptyFile, TooLarge
 from rvs.media.images import decode_image
 
+from conftest import lfw
+
 
 def _jpeg(img: Image.Image, **kw: object) -> bytes:
     buf = io.BytesIO()
@@ -58,3 +60,40 @@ def test_pixel_limit_refuses_huge_headers() -> None:
     Image.new("1", (8000, 8000)).save(buf, format="PNG")  # under PIL's own bomb guard, over ours
     with pytest.raises(TooLarge, match="8000x8000"):
         decode_image(buf.getvalue(), max_pixels=50_000_000)
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_high_bit_depth_images_are_scaled_to_8_bits() -> None:
+    """A 16-bit PNG and 32-bit TIFFs of a real face decode to its grey levels, not to solid white."""
+    grey = np.asarray(Image.open(lfw("Tony_Blair", 1)).convert("L"))
+    sixteen = Image.fromarray(grey.astype(np.uint16) * 257)  # mode I;16
+    int32 = Image.fromarray(grey.astype(np.int32) * 8421504)  # mode I, the full signed 32-bit range
+    floats = Image.fromarray(grey.astype(np.float32) / 255)  # mode F, in [0, 1]
+    for img, fmt in ((sixteen, "PNG"), (sixteen, "TIFF"), (int32, "TIFF"), (floats, "TIFF")):
+        out = decode_image(_encoded(img, fmt))
+        assert out.shape == (*grey.shape, 3), (img.mode, fmt)
+        assert np.abs(out[..., 0].astype(int) - grey).max() <= 1, (img.mode, fmt)
+
+
+def test_decode_errors_say_what_is_wrong_without_internals() -> None:
+    for data in (b"\x00garbage" * 100, _jpeg(Image.new("RGB", (64, 64)))[:100]):
+        with pytest.raises(DecodeError) as info:
+            decode_image(data)
+        assert "0x" not in info.value.detail and "BytesIO" not in info.value.detail, info.value.detail
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "GIF", "EPS"])
+def test_only_the_documented_photo_formats_are_decoded(fmt: str) -> None:
+    """JPEG, PNG, WebP, BMP and TIFF (kinds.IMAGE_FORMATS) are photos; nothing else reaches Pillow's
+    other decoders (EPS would run Ghostscript where it is installed)."""
+    if fmt == "EPS":
+        data = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n%%EOF\n"
+    else:
+        data = _encoded(Image.new("RGB", (16, 16), (9, 9, 9)), fmt)
+    with pytest.raises(DecodeError, match="JPEG, PNG, WebP, BMP or TIFF"):
+        decode_image(data)

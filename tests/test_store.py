@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from rvs.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter
+from rvs.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
+
+from conftest import free_port
 
 DIM = 16
 
@@ -106,3 +108,31 @@ def test_indexed_range_search_returns_every_face_above_threshold(store: FaceStor
     assert sum(h.media_id == "person" for h in hits) == 3000
     assert len(hits) == 3000 + crowd_above
     assert len(store.search(q, -1.0, 4096)) > 2048  # HNSW's top-k is approximate: most, without error
+
+
+def test_a_refused_request_is_rejected_and_keeps_the_shared_connection(store: FaceStore) -> None:
+    """Milvus refusing a request (an expression it cannot parse, a vector of the wrong length) is
+    StoreRejected, not an outage: no retry can help, and the connection other calls share stays."""
+    store.upsert([row("m", 0, 0, unit(0))])
+    connection = store.client
+    with pytest.raises(StoreRejected, match="search refused by Milvus"):
+        store.search(unit(0), 0.5, 10, SearchFilter(ingested_after_ms=-(2**63)))
+    with pytest.raises(StoreRejected):
+        store.upsert([row("m", 1, 0, np.ones(DIM + 1, np.float32))])
+    assert store.client is connection
+    assert [h.media_id for h in store.search(unit(0), 0.99, 10)] == ["m"]
+
+
+def test_an_unreachable_server_is_unavailable(collection_name: str) -> None:
+    store = FaceStore(f"http://127.0.0.1:{free_port()}", collection_name, "test-model", DIM, timeout_s=1)
+    with pytest.raises(StoreUnavailable):
+        store.count()
+
+
+def test_text_is_cut_to_the_schema_in_utf8_bytes(store: FaceStore) -> None:
+    """Milvus's VARCHAR max_length counts bytes: a 4,096-character uri of 2-byte characters is 8 KB."""
+    long = FaceRow("m", "/" + "é" * 5000, pb.MEDIA_KIND_IMAGE, 0, 0, (1, 2, 3, 4), 0.99, "€" * 1000, 1, unit(5))
+    store.upsert([long])
+    (hit,) = store.search(unit(5), 0.99, 10)
+    assert long.uri.startswith(hit.uri) and 4096 - 2 < len(hit.uri.encode()) <= 4096
+    assert long.source.startswith(hit.source) and 2048 - 3 < len(hit.source.encode()) <= 2048

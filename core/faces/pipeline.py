@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
 from rvs.config import ModelSettings
 from rvs.faces.detector import FrameFaces, MtcnnDetector, QualityGates
 from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
-from rvs.faces.types import Face
+from rvs.faces.types import Detection, Face
+from rvs.media.frames import fit_within
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,33 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+# Pixels kept to embed a query face later: the box and half its size around it (dlib's aligned chip
+# and FaceNet's margin lie within), at most this long side: twice the 150-160 px the encoders use.
+CROP_MARGIN = 0.5
+CROP_MAX_SIDE = 320
+
+
+def face_crop(image: np.ndarray, det: Detection) -> tuple[np.ndarray, Detection]:
+    """The pixels around one face, as a small image of its own, and the detection in its pixels."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = det.box
+    mx, my = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(width, max(left + 1, int(x2 + mx) + 1)), min(height, max(top + 1, int(y2 + my) + 1))
+    crop = image[top:bottom, left:right]
+    w, h = fit_within(crop.shape[1], crop.shape[0], CROP_MAX_SIDE)
+    scale = w / crop.shape[1]
+    if scale < 1.0:
+        crop = np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BILINEAR))
+    offset = np.array([left, top], np.float32)
+    local = Detection(
+        box=tuple(float(v) * scale for v in (x1 - left, y1 - top, x2 - left, y2 - top)),  # type: ignore[arg-type]
+        score=det.score,
+        landmarks=(det.landmarks - offset) * scale,
+    )
+    return np.array(crop), local  # a copy: the whole image need not stay in memory
 
 
 def build_encoder(settings: ModelSettings, device: torch.device) -> FaceEncoder:
@@ -103,6 +133,16 @@ class FacePipeline:
         out.vectors += self.encoder.encode(images, [f.faces for f in found])
         out.embed_s += time.perf_counter() - started
         out.frames += found
+
+    def faces(self, image: np.ndarray, max_faces: int) -> list[Face]:
+        """The largest `max_faces` faces of one photo, largest first, boxes in its pixels; each face is
+        embedded when its vector is first read (a query photo's faces are shown, one is searched)."""
+        detections = self.detector.detect([image])[0][:max_faces]
+        return [Face(det, embed=self._embedding(image, det)) for det in detections]
+
+    def _embedding(self, image: np.ndarray, det: Detection) -> Callable[[], np.ndarray]:
+        crop, local = face_crop(image, det)
+        return lambda: self.encoder.encode([crop], [[local]])[0][0]
 
     def process(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Every face in every image, largest first, boxes in the pixels of each image."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +19,32 @@ class Detection:
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
-@dataclass(frozen=True)
 class Face:
-    detection: Detection
-    vector: np.ndarray  # L2-normalised float32 embedding
+    """A detected face and its L2-normalised float32 embedding, given or computed on first read
+    (`embed`): every face of a query photo is boxed, but usually only one is searched."""
+
+    def __init__(
+        self, detection: Detection, vector: np.ndarray | None = None, embed: Callable[[], np.ndarray] | None = None
+    ) -> None:
+        if (vector is None) == (embed is None):
+            raise ValueError("a Face needs either its vector or a way to compute it")
+        self.detection = detection
+        self._vector = vector
+        self._embed = embed
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self._vector is not None
+
+    @property
+    def vector(self) -> np.ndarray:
+        with self._lock:  # concurrent searches with one kept face embed it once
+            if self._vector is None:
+                assert self._embed is not None
+                self._vector = self._embed()
+                self._embed = None  # frees the pixels it kept
+            return self._vector
 
 
 class ModelUnavailable(RuntimeError):

@@ -7,6 +7,9 @@ from pathlib import PurePath
 from rvs.v1 import rvs_pb2 as pb
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# The photo formats decoded (Pillow's names), at ingest and in queries alike, whatever the file's name.
+IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF"})
+IMAGE_FORMATS_TEXT = "JPEG, PNG, WebP, BMP or TIFF"
 # Animated GIFs are decoded as video: every frame of a GIF is a moment in time.
 VIDEO_SUFFIXES = frozenset(
     {

@@ -9,9 +9,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
-from pymilvus.exceptions import DataNotMatchException, DataTypeNotMatchException, MilvusException, ParamError
+from pymilvus.exceptions import (
+    AutoIDException,
+    DataNotMatchException,
+    DataTypeNotMatchException,
+    DataTypeNotSupportException,
+    FieldsTypeException,
+    FieldTypeException,
+    MilvusException,
+    ParamError,
+    PrimaryKeyException,
+)
 
 from rvs.config import StoreSettings
 from rvs.v1 import rvs_pb2 as pb
@@ -27,17 +38,48 @@ class IndexModelMismatch(RuntimeError):
 
 
 class StoreUnavailable(RuntimeError):
-    """Milvus cannot be reached or refused the operation; the caller retries."""
+    """Milvus cannot be reached, timed out or is not ready; the caller retries."""
 
 
 class StoreRejected(ValueError):
     """Milvus refused the request itself (bad data, bad expression): retrying cannot help."""
 
 
-def _rejected(exc: MilvusException) -> bool:
-    """pymilvus's own checks of the data, and Milvus's parameter errors (merr codes 1100-1199, e.g. a
-    string over its max_length): the same request is refused again."""
-    return isinstance(exc, (ParamError, DataTypeNotMatchException, DataNotMatchException)) or 1100 <= exc.code < 1200
+# What a pymilvus call raises: its own exceptions, and gRPC's (a deadline) that it passes through.
+_ERRORS = (MilvusException, grpc.RpcError)
+# pymilvus's own checks of a request before sending it.
+_CLIENT_INPUT_ERRORS = (
+    ParamError,
+    DataTypeNotMatchException,
+    DataTypeNotSupportException,
+    DataNotMatchException,
+    PrimaryKeyException,
+    FieldsTypeException,
+    FieldTypeException,
+    AutoIDException,
+)
+# Milvus's error codes (merr) for a request it refuses: invalid, missing or too large parameters.
+_PARAMETER_CODES = range(1100, 1200)
+# Milvus's "undefined" code: what its proxy answers for a request it cannot plan or check, e.g. an
+# unparsable filter expression or a vector of the wrong length. Outages come with service codes
+# (not ready, unavailable, rate limited) or as gRPC errors instead.
+_UNDEFINED_CODE = 65535
+
+
+def is_rejection(exc: Exception) -> bool:
+    """Whether Milvus (or pymilvus, before sending) refused the request itself, rather than failed to
+    serve it; judged by error class and code, not by message text."""
+    if not isinstance(exc, MilvusException) or isinstance(exc.code, grpc.StatusCode):
+        return False  # gRPC failures, also after pymilvus's retries: connection lost, deadline
+    if isinstance(exc, _CLIENT_INPUT_ERRORS) or exc.is_input_error:
+        return True
+    return exc.code in _PARAMETER_CODES or exc.code == _UNDEFINED_CODE
+
+
+def _utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` within `max_bytes` of UTF-8 (Milvus's VARCHAR max_length counts
+    bytes, not characters), never splitting a character; a lone surrogate becomes '?'."""
+    return text.encode("utf-8", "replace")[:max_bytes].decode("utf-8", "ignore")
 
 
 def face_key(media_id: str, time_ms: int, face_index: int) -> str:
@@ -139,9 +181,14 @@ class FaceStore:
                 raise StoreUnavailable(f"cannot connect to Milvus at {self.uri}: {exc}") from exc
         return self._client
 
-    def _failed(self, what: str, exc: MilvusException) -> StoreUnavailable:
-        """Drop the connection so the next call reconnects, and describe the failure."""
-        if self._client is not None:
+    def _failed(self, what: str, exc: Exception) -> StoreUnavailable | StoreRejected:
+        """Describe the failure. After an outage, drop the connection so the next call reconnects; a
+        refused request or a timeout says nothing against the connection, which every call shares."""
+        if is_rejection(exc):
+            assert isinstance(exc, MilvusException)
+            return StoreRejected(f"{what} refused by Milvus: {exc.message}")
+        timed_out = isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        if self._client is not None and not timed_out:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
@@ -171,7 +218,7 @@ class FaceStore:
             else:
                 self._create()
             self.client.load_collection(self.collection)
-        except MilvusException as exc:
+        except _ERRORS as exc:
             raise self._failed(f"opening Milvus at {self.uri}", exc) from exc
 
     def _identity(self) -> str:
@@ -220,7 +267,7 @@ class FaceStore:
             {
                 "id": r.key,
                 "media_id": r.media_id,
-                "uri": r.uri[:4096],
+                "uri": _utf8_prefix(r.uri, 4096),
                 "kind": int(r.kind),
                 "time_ms": int(r.time_ms),
                 "face_index": int(r.face_index),
@@ -229,7 +276,7 @@ class FaceStore:
                 "x2": r.box[2],
                 "y2": r.box[3],
                 "det_score": float(r.det_score),
-                "source": r.source[:2048],
+                "source": _utf8_prefix(r.source, 2048),
                 "ingested_at_ms": int(r.ingested_at_ms),
                 "embedding": r.vector.astype(np.float32).tolist(),
             }
@@ -237,9 +284,7 @@ class FaceStore:
         ]
         try:
             self.client.upsert(self.collection, data, timeout=self._timeout)
-        except MilvusException as exc:
-            if _rejected(exc):
-                raise StoreRejected(f"upsert of {len(rows)} faces refused: {exc}") from exc
+        except _ERRORS as exc:
             raise self._failed(f"upsert of {len(rows)} faces", exc) from exc
 
     def search(
@@ -269,7 +314,7 @@ class FaceStore:
                 consistency_level=self.consistency,
                 timeout=min(self._timeout, timeout_s) if timeout_s is not None else self._timeout,
             )
-        except MilvusException as exc:
+        except _ERRORS as exc:
             raise self._failed("search", exc) from exc
         hits = []
         for hit in results[0]:
@@ -297,7 +342,7 @@ class FaceStore:
             result = self.client.delete(
                 self.collection, filter=f"media_id == {_quote(media_id)}", timeout=self._timeout
             )
-        except MilvusException as exc:
+        except _ERRORS as exc:
             raise self._failed(f"delete of {media_id}", exc) from exc
         return int(result.get("delete_count", 0)) if isinstance(result, dict) else len(result)
 
@@ -305,7 +350,7 @@ class FaceStore:
         """Delete the whole collection (evaluation runs clean up after themselves)."""
         try:
             self.client.drop_collection(self.collection)
-        except MilvusException as exc:
+        except _ERRORS as exc:
             raise self._failed(f"drop of {self.collection}", exc) from exc
 
     def count(self, media_id: str | None = None) -> int:
@@ -318,7 +363,7 @@ class FaceStore:
                 consistency_level=self.consistency,
                 timeout=self._timeout,
             )
-        except MilvusException as exc:
+        except _ERRORS as exc:
             raise self._failed("count", exc) from exc
         return int(rows[0]["count(*)"]) if rows else 0
 

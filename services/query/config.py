@@ -26,10 +26,26 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """Faces fetched from Milvus per search before grouping into photos and video segments."""
     segment_max_gap_ms: int = Field(1500, ge=0)
     """Matching samples closer than this are merged into one video segment."""
+    max_query_faces: int = Field(64, ge=1, le=1024)
+    """Faces of a query photo that are reported (largest first) and may be chosen with face_index;
+    only the searched one is embedded."""
     rpc_workers: int = Field(8, ge=1)
-    """Threads serving RPCs."""
+    """Searches (and search page requests) whose costly steps (decoding, detection, embedding) run at
+    once; more wait for a slot within their deadline. Health checks and cheap RPCs never wait for one."""
     max_concurrent_rpcs: int = Field(64, ge=1)
-    """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED."""
+    """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED; each one admitted has a thread at
+    once, so a call whose message never comes holds no search slot."""
+    grpc_keepalive_s: float = Field(60.0, gt=0)
+    """The gRPC server pings a connection idle this long, to find peers that are gone."""
+    grpc_keepalive_timeout_s: float = Field(20.0, gt=0)
+    """A connection whose peer does not answer a ping within this is closed."""
+    grpc_max_connection_idle_s: float = Field(300.0, gt=0)
+    """A connection without RPCs for this long is closed (clients reconnect transparently)."""
+    grpc_max_connection_age_s: float = Field(600.0, gt=0)
+    """A connection older than this is asked to go away (clients reconnect transparently)."""
+    grpc_max_connection_age_grace_s: float = Field(60.0, gt=0)
+    """RPCs still running on a connection past its age get this long; then the connection is closed,
+    which also ends calls that never sent their message."""
     rpc_deadline_s: float = Field(30.0, gt=0)
     """Longest a request may run (a client's shorter deadline wins); a Search past it ends with
     DEADLINE_EXCEEDED."""

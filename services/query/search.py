@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 from google.rpc import code_pb2
 
 from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
-from rvs.faces.types import Detection, Face
+from rvs.faces.types import Face
 from rvs.media.errors import MediaError, TooLarge
 from rvs.media.images import decode_image
 from rvs.query.config import QuerySettings
 from rvs.query.grouping import group_hits
-from rvs.store.faces import KIND_BY_FILTER, FaceStore, SearchFilter, StoreUnavailable
+from rvs.store.faces import KIND_BY_FILTER, FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+# Ingest times a filter may name: unix milliseconds from 1970 to the end of year 9999.
+MAX_UNIX_MS = 253_402_300_799_999
 
 
 class EmptyImage(ValueError):
@@ -48,6 +54,12 @@ class SearchEngine:
     pipeline: FacePipeline
     store: FaceStore
     catalog: Catalog | None = None
+    # Costly steps (decoding, detection, embedding) run at most rpc_workers at once, for every front
+    # end: requests beyond wait here, not in a thread that health checks and cheap calls need.
+    _slots: threading.BoundedSemaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.settings.rpc_workers)
 
     @property
     def default_min_score(self) -> float:
@@ -56,34 +68,59 @@ class SearchEngine:
         return self.pipeline.encoder.default_min_score
 
     def search(self, request: pb.SearchRequest, deadline: float | None = None) -> pb.SearchResponse:
-        """`deadline` (time.monotonic()) is checked after each costly step; Milvus gets what is left."""
+        """`deadline` (time.monotonic()) is checked between costly steps; Milvus gets what is left."""
         self._check(request)  # cheap checks before the costly analysis of the image
         return self.search_faces(self.analyse(request.image, deadline), request, deadline)
 
     def analyse(self, image: bytes, deadline: float | None = None) -> list[Face]:
-        """Every face of the query image with its vector, largest first; raises NoFace when there is none."""
-        faces = self.pipeline.process([self._decode(image)])[0]
-        self._analysed([f.detection for f in faces], deadline)
+        """The largest max_query_faces faces of the query image, largest first, with their boxes; a
+        face is embedded when a search first uses it. Raises NoFace when there is none."""
+        if not image:
+            raise EmptyImage("the image is empty: send the photo's bytes")
+        with self._slot(deadline):
+            rgb = decode_image(image, max_pixels=self.settings.max_image_pixels)
+            _check_deadline(deadline, "the query image took longer than the deadline to decode")
+            faces = self.pipeline.faces(rgb, self.settings.max_query_faces)
+        _check_deadline(deadline, "the query image took longer than the deadline to analyse")
+        if not faces:
+            raise NoFace("no face found in the query image")
         return faces
 
     def search_faces(
         self, faces: list[Face], request: pb.SearchRequest, deadline: float | None = None
     ) -> pb.SearchResponse:
-        """Search with one of the faces `analyse` found (request.face_index); request.image is not read."""
+        """Search with one of the faces `analyse` found (request.face_index), embedding it if no search
+        has yet; request.image is not read."""
+        top_k, min_score = self._check(request)
         chosen = self._chosen(request, len(faces))
-        return self._search([f.detection for f in faces], chosen, faces[chosen].vector, request, deadline)
+        vector = self._vector(faces[chosen], deadline)
+        _check_deadline(deadline, "the search ran past its deadline")
+        where = SearchFilter(
+            kind=KIND_BY_FILTER[request.kinds],
+            source_prefix=request.source_prefix,
+            ingested_after_ms=request.ingested_after_ms,
+            ingested_before_ms=request.ingested_before_ms,
+        )
+        remaining = None if deadline is None else deadline - time.monotonic()
+        hits = self.store.search(vector, min_score, self.settings.search_candidates, where, remaining)
+        return self._response(faces, chosen, hits, top_k, min_score)
 
-    def _decode(self, image: bytes) -> np.ndarray:
-        if not image:
-            raise EmptyImage("the image is empty: send the photo's bytes")
-        return decode_image(image, max_pixels=self.settings.max_image_pixels)
+    def _vector(self, face: Face, deadline: float | None) -> np.ndarray:
+        """The face's vector; embedding it (once, then kept with the face) takes a slot."""
+        if face.embedded:
+            return face.vector
+        with self._slot(deadline):
+            return face.vector
 
-    @staticmethod
-    def _analysed(detections: list[Detection], deadline: float | None) -> None:
-        if deadline is not None and deadline <= time.monotonic():
-            raise DeadlineExceeded("the query image took longer than the deadline to analyse")
-        if not detections:
-            raise NoFace("no face found in the query image")
+    @contextlib.contextmanager
+    def _slot(self, deadline: float | None) -> Iterator[None]:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._slots.acquire(timeout=timeout):
+            raise DeadlineExceeded("the query service was busy with other searches until the deadline")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @staticmethod
     def _chosen(request: pb.SearchRequest, faces: int) -> int:
@@ -92,25 +129,9 @@ class SearchEngine:
             raise FaceIndexOutOfRange(f"face_index {chosen} is out of range: the image has {faces} face(s)")
         return chosen
 
-    def _search(
-        self,
-        detections: list[Detection],
-        chosen: int,
-        vector: np.ndarray,
-        request: pb.SearchRequest,
-        deadline: float | None,
+    def _response(
+        self, faces: list[Face], chosen: int, hits: list[FaceHit], top_k: int, min_score: float
     ) -> pb.SearchResponse:
-        top_k, min_score = self._check(request)
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded("the search ran past its deadline")
-        where = SearchFilter(
-            kind=KIND_BY_FILTER.get(request.kinds, 0),
-            source_prefix=request.source_prefix,
-            ingested_after_ms=request.ingested_after_ms,
-            ingested_before_ms=request.ingested_before_ms,
-        )
-        hits = self.store.search(vector, min_score, self.settings.search_candidates, where, remaining)
         catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
         # Media deleted from the catalog but not yet from the index are never shown.
         hits = [h for h in hits if h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED]
@@ -121,7 +142,7 @@ class SearchEngine:
                     box=pb.Box(x1=d.box[0], y1=d.box[1], x2=d.box[2], y2=d.box[3]),
                     detection_score=d.score,
                 )
-                for d in detections
+                for d in (f.detection for f in faces)
             ],
             used_face_index=chosen,
             images=images,
@@ -139,11 +160,24 @@ class SearchEngine:
         min_score = request.min_score if request.HasField("min_score") else self.default_min_score
         if not -1.0 <= min_score <= 1.0:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
+        if request.kinds not in KIND_BY_FILTER:
+            raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(KIND_BY_FILTER)}")
+        for name in ("ingested_after_ms", "ingested_before_ms"):
+            value = getattr(request, name)
+            if not 0 <= value <= MAX_UNIX_MS:
+                raise InvalidQuery(
+                    f"{name} is {value}; it must be unix milliseconds in [0, {MAX_UNIX_MS}] (0: no limit)"
+                )
         if request.ingested_before_ms and request.ingested_after_ms >= request.ingested_before_ms:
             raise InvalidQuery("ingested_after_ms must be earlier than ingested_before_ms")
         if "%" in request.source_prefix:
             raise InvalidQuery("source_prefix must not contain '%'")
         return top_k, min_score
+
+
+def _check_deadline(deadline: float | None, message: str) -> None:
+    if deadline is not None and deadline <= time.monotonic():
+        raise DeadlineExceeded(message)
 
 
 def describe_error(exc: Exception) -> tuple[int, str, str] | None:
@@ -159,6 +193,8 @@ def describe_error(exc: Exception) -> tuple[int, str, str] | None:
         return code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}"
     if isinstance(exc, InvalidQuery):
         return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc)
+    if isinstance(exc, StoreRejected):  # a request the checks above let through, refused by Milvus
+        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", f"the index refused the search: {exc}"
     if isinstance(exc, NoFace):
         return code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc)
     if isinstance(exc, FaceIndexOutOfRange):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -33,6 +34,9 @@ ERROR_DOMAIN = "rvs.v1"
 
 T = TypeVar("T")
 
+# Media ids are sha256 hex digests; the index stores at most 64 characters of one.
+MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 
 def abort(context: grpc.ServicerContext, code: int, reason: str, message: str) -> None:
     """Abort with a google.rpc.Status carrying ErrorInfo(reason), so clients can branch on reason."""
@@ -59,6 +63,19 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
         return run
 
     return wrap
+
+
+def check_media_id(context: grpc.ServicerContext, media_id: str) -> None:
+    """Refuse what cannot be a media id, echoing only its start (a long id in the error's trailers
+    would exceed the client's metadata limit)."""
+    if not MEDIA_ID.fullmatch(media_id):
+        shown = media_id[:16] + ("..." if len(media_id) > 16 else "")
+        abort(
+            context,
+            code_pb2.INVALID_ARGUMENT,
+            "INVALID_PARAMETER",
+            f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'",
+        )
 
 
 class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
@@ -114,6 +131,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
 
     @_instrumented("GetMedia")
     def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:
+        check_media_id(context, request.media_id)
         media = self._need_catalog(context).get(request.media_id)
         if media is None:
             abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
@@ -122,8 +140,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
 
     @_instrumented("DeleteMedia")
     def DeleteMedia(self, request: pb.DeleteMediaRequest, context: grpc.ServicerContext) -> pb.DeleteMediaResponse:
-        if not request.media_id:
-            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", "media_id is required")
+        check_media_id(context, request.media_id)
         known = self.catalog.get(request.media_id) if self.catalog else None
         # An id the catalog does not know has no ingest to stop: only stray faces to delete.
         remove = self.remove_media if known is not None else self.engine.store.delete_media
@@ -145,6 +162,21 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         return removed
 
 
+def _options(settings: QuerySettings) -> list[tuple[str, int]]:
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", ms(settings.grpc_keepalive_s)),
+        ("grpc.keepalive_timeout_ms", ms(settings.grpc_keepalive_timeout_s)),
+        ("grpc.max_connection_idle_ms", ms(settings.grpc_max_connection_idle_s)),
+        ("grpc.max_connection_age_ms", ms(settings.grpc_max_connection_age_s)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.grpc_max_connection_age_grace_s)),
+    ]
+
+
 class QueryServer:
     """The gRPC server with the Search API, health checking and reflection."""
 
@@ -158,12 +190,12 @@ class QueryServer:
                 metrics.rpcs.labels(method.rsplit("/", 1)[-1], "UNAUTHENTICATED").inc()
 
             interceptors.append(BearerAuth(settings.auth_token.get_secret_value(), refused, abort))
+        # A thread for every RPC admitted: a call holds one while its message has not come (gRPC reads it
+        # on the thread), so threads must not be what runs out. Costly work has its own slots
+        # (SearchEngine), and connection ages bound how long a stalled call can hold a thread.
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.rpc_workers, thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
-            ],
+            futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_rpcs, thread_name_prefix="grpc"),
+            options=_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             interceptors=interceptors,
         )
