@@ -349,3 +349,17 @@ def test_a_file_is_hashed_once_per_version(tmp_path: Path) -> None:
     os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
     with pytest.raises(NotServed, match="no longer what was indexed"):
         files.verified(str(video), media_id)
+
+
+# -- 14: ids --------------------------------------------------------------------------------------
+
+
+def test_media_ids_are_checked_and_never_echoed_whole(serve: Serve) -> None:
+    served = serve()
+    long_id = "a" * 8000
+    for path in (f"/api/media/{long_id}", f"/api/media/{long_id}/file", "/api/media/x%20y/frame"):
+        status, _, body = served.request("GET", path)
+        assert (status, reason(body)) == (400, "INVALID_PARAMETER"), path[:40]
+        assert len(body) < 600, body[:100]
+    status, _, body = served.request("GET", "/api/media/" + "0" * 64)
+    assert (status, reason(body)) == (404, "MEDIA_NOT_FOUND")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -21,7 +20,7 @@ from rvs.bus import BusUnavailable
 from rvs.catalog import Catalog
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import SearchEngine, describe_error
+from rvs.query.search import SearchEngine, describe_error, media_id_problem
 from rvs.query.security import BearerAuth, server_credentials
 from rvs.store.faces import StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
@@ -35,7 +34,6 @@ ERROR_DOMAIN = "rvs.v1"
 T = TypeVar("T")
 
 # Media ids are sha256 hex digests; the index stores at most 64 characters of one.
-MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def abort(context: grpc.ServicerContext, code: int, reason: str, message: str) -> None:
@@ -66,16 +64,9 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
 
 
 def check_media_id(context: grpc.ServicerContext, media_id: str) -> None:
-    """Refuse what cannot be a media id, echoing only its start (a long id in the error's trailers
-    would exceed the client's metadata limit)."""
-    if not MEDIA_ID.fullmatch(media_id):
-        shown = media_id[:16] + ("..." if len(media_id) > 16 else "")
-        abort(
-            context,
-            code_pb2.INVALID_ARGUMENT,
-            "INVALID_PARAMETER",
-            f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'",
-        )
+    problem = media_id_problem(media_id)
+    if problem is not None:
+        abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", problem)
 
 
 class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):

@@ -43,7 +43,7 @@ from rvs.faces.types import Face
 from rvs.media.errors import MediaError
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import SearchEngine, describe_error
+from rvs.query.search import SearchEngine, describe_error, media_id_problem
 from rvs.query.web.files import MediaFiles, NotServed
 from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, render
 from rvs.v1 import rvs_pb2 as pb
@@ -351,6 +351,9 @@ class SearchPage:
         return JSONResponse(proto_json(pb.ListMediaResponse(media=media[:size], next_page_token=next_token)))
 
     def _media(self, media_id: str) -> pb.Media:
+        problem = media_id_problem(media_id)
+        if problem is not None:
+            raise ApiError(code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", problem)
         media = self._catalog().get(media_id)
         if media is None or media.state == pb.MEDIA_STATE_DELETED:
             raise ApiError(code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {media_id!r}")
