@@ -13,6 +13,7 @@ import torch
 from rvs.config import ModelSettings
 from rvs.faces.detector import FrameFaces, MtcnnDetector, QualityGates
 from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
+from rvs.faces.model_files import ModelCache
 from rvs.faces.types import Face
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def resolve_device(name: str) -> torch.device:
 def build_encoder(settings: ModelSettings, device: torch.device) -> FaceEncoder:
     if settings.model == "dlib-resnet":
         return DlibEncoder()
-    return FacenetEncoder(settings.model, device, settings.weights_path)
+    cache = ModelCache(settings.models_dir, settings.package_index_url)
+    return FacenetEncoder(settings.model, device, settings.weights_path, cache)
 
 
 @dataclass
