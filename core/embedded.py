@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from rvs.bus import removal
 from rvs.bus.memory import MemoryFrameBus
 from rvs.catalog import Catalog
 from rvs.embedder.app import EmbedderService
@@ -49,7 +50,7 @@ class LocalEvents:
 
     def remove_media(self, media_id: str) -> int:
         """DeleteMedia: the removal as an event, like the sampler's; the faces removed."""
-        return self.remove(pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved()))
+        return self.remove(removal(media_id))
 
     def remove(self, event: pb.MediaEvent) -> int:
         # Every service knows of the removal before the faces go, so a batch the embedder upserts

@@ -72,7 +72,7 @@ class Index:
                 self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
-                pass
+                """No access log on stderr: the test's assertions say what was fetched."""
 
         return Handler
 

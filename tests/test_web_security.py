@@ -134,11 +134,11 @@ def closed_by_server(s: socket.socket, within_s: float) -> bool:
     s.settimeout(within_s)
     try:
         while s.recv(65536):
-            pass
+            continue  # what it sent before hanging up
     except TimeoutError:
         return False
     except ConnectionResetError:
-        pass
+        return True  # a reset is a hang-up too
     return True
 
 

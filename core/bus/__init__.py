@@ -4,6 +4,6 @@ Two transports share these interfaces: an in-process queue (embedded mode) and K
 mode). Services depend only on the protocols below.
 """
 
-from rvs.bus.base import BusClosed, BusUnavailable, EventPublisher, FrameConsumer, FramePublisher
+from rvs.bus.base import BusClosed, BusUnavailable, EventPublisher, FrameConsumer, FramePublisher, removal
 
-__all__ = ["BusClosed", "BusUnavailable", "EventPublisher", "FrameConsumer", "FramePublisher"]
+__all__ = ["BusClosed", "BusUnavailable", "EventPublisher", "FrameConsumer", "FramePublisher", "removal"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from rvs.v1 import rvs_pb2 as pb
@@ -43,3 +44,9 @@ class EventPublisher(Protocol):
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Return once every published event is recorded; raise BusUnavailable if one is not."""
+
+
+def removal(media_id: str) -> pb.MediaEvent:
+    """The event that removes a media item, stamped now: every service folds it (ingest stopped,
+    frames dropped, faces deleted, catalog marked), and anything of that ingest older is ignored."""
+    return pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved())

@@ -265,25 +265,6 @@ class KafkaFrameConsumer:
         self._dead_letters.close(timeout=10)
 
 
-class AcknowledgedEvents:
-    """Publishes an event and returns once the broker has acknowledged it (acks=all): for an RPC
-    that must not answer before what it did is recorded for every service (DeleteMedia)."""
-
-    def __init__(self, settings: BusSettings) -> None:
-        self.topic = settings.events_topic
-        self._producer = _producer(settings)
-
-    def publish(self, event: pb.MediaEvent, timeout_s: float = 30.0) -> None:
-        future = self._producer.send(self.topic, key=event.media_id.encode(), value=event.SerializeToString())
-        try:
-            future.get(timeout=timeout_s)
-        except KafkaError as exc:
-            raise BusUnavailable(f"event not acknowledged by the broker: {exc}") from exc
-
-    def close(self) -> None:
-        self._producer.close(timeout=10)
-
-
 class EventFollower:
     """Folds the events topic, from its start, into a service's state: the query service's catalog,
     the removals the sampler and the embedders act on."""

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from rvs.faces.graphdef import FrozenGraph
-from rvs.faces.model_files import FACENET_CASIA_GRAPH, ModelCache, sha256_of
+from rvs.faces.model_files import FACENET_CASIA_GRAPH, ModelCache
 from rvs.faces.types import ModelUnavailable
+from rvs.media.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def is_converted(weights: Path) -> bool:
     """Whether `weights` holds the conversion of the pinned graph, unaltered since it was written."""
     try:
         record = json.loads(record_path(weights).read_text())
-        return record["source_sha256"] == FACENET_CASIA_GRAPH.sha256 and sha256_of(weights) == record["sha256"]
+        return record["source_sha256"] == FACENET_CASIA_GRAPH.sha256 and file_sha256(weights) == record["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -171,7 +172,7 @@ def casia_weights(cache: ModelCache) -> Path:
     try:
         with os.fdopen(fd, "wb") as out:
             torch.save(state, out)
-        record = {"sha256": sha256_of(Path(tmp)), "source": FACENET_CASIA_GRAPH.name}
+        record = {"sha256": file_sha256(Path(tmp)), "source": FACENET_CASIA_GRAPH.name}
         record["source_sha256"] = FACENET_CASIA_GRAPH.sha256
         os.replace(tmp, weights)
     finally:

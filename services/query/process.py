@@ -3,11 +3,10 @@ following the events topic, so ListMedia/GetMedia work in distributed mode."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.kafka import AcknowledgedEvents, EventFollower, ensure_topics
+from rvs.bus import removal
+from rvs.bus.kafka import EventFollower, KafkaEventPublisher, ensure_topics
 from rvs.catalog import Catalog
 from rvs.faces.pipeline import FacePipeline
 from rvs.metrics_http import MetricsEndpoint
@@ -15,7 +14,8 @@ from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
 from rvs.store.embedded_milvus import EmbeddedMilvus
 from rvs.store.faces import FaceStore, open_face_store
-from rvs.v1 import rvs_pb2 as pb
+
+_ACK_TIMEOUT_S = 30.0  # DeleteMedia waits this long for the broker to record the removal
 
 
 class QueryProcess:
@@ -30,7 +30,7 @@ class QueryProcess:
         )
         self.catalog: Catalog | None = None
         self.follower: EventFollower | None = None
-        self.removals: AcknowledgedEvents | None = None
+        self.removals: KafkaEventPublisher | None = None
         self.service: QueryService | None = None
         self.store: FaceStore | None = None
 
@@ -48,7 +48,7 @@ class QueryProcess:
             self.catalog = Catalog(s.data_dir / "query-catalog.db")
             self.follower = EventFollower(s, self.catalog.apply)
             self.follower.start()
-            self.removals = AcknowledgedEvents(s)
+            self.removals = KafkaEventPublisher(s)
             self.follower.wait_caught_up()  # a restarted service answers with every removal folded
         remove = self._remove_media if self.removals else None
         self.service = QueryService(s, pipeline, self.store, self.catalog, self.registry, remove_media=remove)
@@ -59,8 +59,9 @@ class QueryProcess:
         """DeleteMedia: recorded on the events topic first (the sampler stops the ingest, embedders
         drop its frames, every query replica and restart folds it), then the faces are deleted."""
         assert self.removals is not None and self.catalog is not None and self.store is not None
-        event = pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved())
+        event = removal(media_id)
         self.removals.publish(event)
+        self.removals.flush(_ACK_TIMEOUT_S)  # BusUnavailable if the broker did not record it
         self.catalog.apply(event)  # at once for this caller; the follower folds it again, to no effect
         return self.store.delete_media(media_id)
 

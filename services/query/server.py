@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from rvs.bus import BusUnavailable
+from rvs.bus import BusUnavailable, removal
 from rvs.catalog import Catalog
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
@@ -149,7 +149,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         """A query service alone (no bus): its own catalog and the index."""
         removed = self.engine.store.delete_media(media_id)
         if self.catalog is not None:
-            self.catalog.apply(pb.MediaEvent(media_id=media_id, removed=pb.MediaRemoved()))
+            self.catalog.apply(removal(media_id))
         return removed
 
 

@@ -10,7 +10,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from rvs.bus import EventPublisher, FramePublisher
+from rvs.bus import EventPublisher, FramePublisher, removal
 from rvs.catalog import Removals
 from rvs.disk import is_disk_full
 from rvs.logs import media_log
@@ -149,7 +149,7 @@ class SamplerService:
             return
         log.info("removing %s from the index: its content is gone from the source", uri, extra=media_log(media_id))
         self.state.forget_media(media_id)
-        self.events.publish(pb.MediaEvent(media_id=media_id, at_ms=now_ms(), removed=pb.MediaRemoved()))
+        self.events.publish(removal(media_id))
 
     def _discover(self, source: Source, entry: Entry, previous: str | None) -> None:
         try:
