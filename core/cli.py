@@ -21,6 +21,13 @@ def _flag(parser: argparse.ArgumentParser, name: str, help: str, **kwargs: Any) 
     parser.add_argument(name, default=None, help=f"{help} (env: {env})", **kwargs)
 
 
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    from rvs.faces.registry import DETECTORS, MODELS
+
+    _flag(p, "--model", f"embedding model: {', '.join(MODELS)} (`rvs models`)", choices=list(MODELS))
+    _flag(p, "--detector", f"face detector: {', '.join(DETECTORS)}", choices=list(DETECTORS))
+
+
 def _source_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "--watch-dir", "folder to watch for photos and videos", type=Path, metavar="DIR")
     p.add_argument("--watch", dest="watch_dir", type=Path, metavar="DIR", help="same as --watch-dir")
@@ -33,7 +40,7 @@ def _service_flags(p: argparse.ArgumentParser, watch: bool) -> None:
     if watch:
         _source_flags(p)
     _flag(p, "--data-dir", "directory for rvs's state", type=Path, metavar="DIR")
-    _flag(p, "--model", "embedding model: facenet-vggface2, facenet-casia, dlib-resnet")
+    _model_flags(p)
     _flag(p, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
     _flag(p, "--device", "torch device: auto, cpu, cuda")
     _flag(p, "--milvus-uri", "Milvus server; empty starts an embedded one")
@@ -281,6 +288,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairing(text: str) -> dict[str, str]:
+    """ "sface+yunet" -> model sface with detector yunet; "sface" -> sface with the default detector."""
+    model, _, detector = text.partition("+")
+    return {"model": model, "detector": detector} if detector else {"model": model}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Search quality through rvs's own pipeline: one row per model, written and printed."""
     import logging
@@ -323,11 +336,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 pairs = next((p for p in (root / "pairs.txt", root.parent / "pairs.txt") if p.exists()), None)
             from rvs.faces.pipeline import FacePipeline
 
-            results = []
+            results: list[images.ImageEval] = []
             for model in models:
-                pipeline = FacePipeline(ModelSettings(model=model, weights_path=args.weights_path))  # type: ignore[arg-type]
+                pipeline = FacePipeline(ModelSettings(**_pairing(model), weights_path=args.weights_path))
                 pipeline.load()
-                store = FaceStore(uri, f"eval_{model.replace('-', '_')}_{os.getpid()}", model, pipeline.dim)
+                store = FaceStore(uri, f"eval_{len(results)}_{os.getpid()}", pipeline.model_name, pipeline.dim)
                 store.open()
                 try:
                     results.append(
@@ -339,7 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             table = report.image_table(results)
             from rvs.faces.registry import MODELS
 
-            defaults = {name: spec.default_min_score for name, spec in MODELS.items()}
+            defaults = {r.model: MODELS[_pairing(r.model)["model"]].default_min_score for r in results}
             report.plot(results, out.with_suffix(".png"), defaults)
             payload = report.as_json(results)
         else:
@@ -348,7 +361,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             results_v = [
                 videos.evaluate(
                     Path(args.path),
-                    {"model": m, "weights_path": args.weights_path},
+                    {**_pairing(m), "weights_path": args.weights_path},
                     uri,
                     work / f"data-{m}",
                 )
@@ -381,7 +394,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from rvs.config import ModelSettings
     from rvs.faces import inventory
-    from rvs.faces.registry import MODELS
+    from rvs.faces.registry import DETECTORS, MODELS, DetectorSpec, ModelSpec
     from rvs.faces.types import ModelUnavailable
     from rvs.logs import setup_logging
 
@@ -399,16 +412,24 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"ready  {path}")
         return 0
 
-    def files(states: list[inventory.FileState]) -> None:
+    def files(spec: ModelSpec | DetectorSpec) -> None:
+        states = inventory.files_of(spec, settings)
         for f in states:
             print(f"    {'present' if f.present else 'MISSING'}  {f.path}  ({f.role})")
+        if not states:
+            print(f"    weights from {spec.weights_elsewhere}")
 
+    print("models (RVS_MODEL)")
     for spec in MODELS.values():
-        print(f"{spec.name}  dim {spec.dim}, detector {spec.detector}, default min_score {spec.default_min_score}")
+        print(f"  {spec.name}  dim {spec.dim}, default min_score {spec.default_min_score}")
+        print(f"    input: {spec.preprocessing}; alignment: {spec.alignment}")
         print(f"    threshold: {spec.threshold_source}")
-        files(inventory.files_of(spec.name, settings))
-    print("files for models still to come (rvs models fetch FILE)")
-    files(inventory.unused_files(settings))
+        files(spec)
+    print("detectors (RVS_DETECTOR; any model works with either)")
+    for detector in DETECTORS.values():
+        print(f"  {detector.name}  default min_detection_score {detector.default_min_score}")
+        print(f"    threshold: {detector.threshold_source}")
+        files(detector)
     return 0
 
 
@@ -436,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     embedder = sub.add_parser("embedder", help="distributed mode: embed frames from Kafka into Milvus")
     _flag(embedder, "--kafka-bootstrap", "Kafka bootstrap servers")
     _flag(embedder, "--milvus-uri", "Milvus server")
-    _flag(embedder, "--model", "embedding model: facenet-vggface2, facenet-casia, dlib-resnet")
+    _model_flags(embedder)
     _flag(embedder, "--weights-path", "local weights file for the facenet models", type=Path, metavar="FILE")
     _flag(embedder, "--device", "torch device: auto, cpu, cuda")
     _flag(embedder, "--batch-size", "frames per batch", type=int)
@@ -457,7 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
     evaluate.add_argument("what", choices=["images", "videos"], help="images DIR (LFW layout) or videos MANIFEST")
     evaluate.add_argument("path", help="Person_Name/*.jpg folder, or a JSON manifest of clips and query photos")
-    evaluate.add_argument("--models", default="dlib-resnet", help="comma-separated models, one row each")
+    evaluate.add_argument(
+        "--models",
+        default="dlib-resnet",
+        help="comma-separated models, one row each; MODEL+DETECTOR picks the detector (sface+yunet)",
+    )
     evaluate.add_argument("--weights-path", type=Path, default=None, help="weights file for the facenet models")
     evaluate.add_argument("--people", type=int, default=None, help="images: first N people with 2+ photos")
     evaluate.add_argument("--no-pairs", action="store_true", help="images: skip pairs.txt verification")

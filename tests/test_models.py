@@ -10,8 +10,7 @@ import torch
 from facenet_pytorch import InceptionResnetV1
 
 from rvs.config import ModelSettings
-from rvs.faces.encoders import FacenetEncoder
-from rvs.faces.pipeline import FacePipeline
+from rvs.faces.pipeline import FacePipeline, build_encoder
 from rvs.faces.types import ModelUnavailable
 from rvs.media.images import decode_image
 
@@ -56,14 +55,14 @@ def test_facenet_from_local_weights_file(random_facenet_weights: Path) -> None:
 def test_facenet_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached download
     with pytest.raises(ModelUnavailable, match="RVS_WEIGHTS_PATH"):
-        FacenetEncoder("facenet-vggface2", torch.device("cpu")).load()
+        build_encoder(ModelSettings(model="facenet-vggface2"), torch.device("cpu")).load()
 
 
 def test_facenet_wrong_weights_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a state dict")
     with pytest.raises(ModelUnavailable, match=r"bad\.pt"):
-        FacenetEncoder("facenet-vggface2", torch.device("cpu"), bad).load()
+        build_encoder(ModelSettings(model="facenet-vggface2", weights_path=bad), torch.device("cpu")).load()
 
 
 def test_batch_of_mixed_sizes_matches_one_by_one() -> None:

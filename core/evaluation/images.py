@@ -153,7 +153,7 @@ def evaluate(
     progress: Callable[[str], None] = lambda _: None,
 ) -> ImageEval:
     started = time.monotonic()
-    model = pipeline.model_name
+    model = pipeline.pairing
     photos = list_photos(root, people)
     progress(f"{model}: indexing {len(photos)} photos")
     missed = embed(pipeline, photos, store)

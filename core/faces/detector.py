@@ -1,14 +1,14 @@
-"""MTCNN face detection (facenet-pytorch), batched over frames of equal size, with quality gates:
-a detected face that is not indexed is counted under the reason it was rejected."""
+"""Face detection: what every detector shares. Frames are grouped by size and downscaled to at
+most `max_side` before detection; boxes and landmarks come back in each frame's own pixels, and
+a detected face that is not indexed is counted under the reason the quality gates rejected it."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from facenet_pytorch import MTCNN
 from PIL import Image
 
 from rvs.faces.types import Detection
@@ -65,34 +65,27 @@ def reject_reason(rgb: np.ndarray, det: Detection, gates: QualityGates) -> str |
     return None
 
 
-class MtcnnDetector:
-    def __init__(
-        self,
-        device: torch.device,
-        min_face_size: int = 20,
-        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-        max_side: int = 1280,
-        gates: QualityGates | None = None,
-    ) -> None:
-        self.device = device
-        self.min_face_size = min_face_size
-        self.thresholds = thresholds
-        self.gates = gates or QualityGates()
-        self.max_side = max_side
-        # On CPU, MTCNN is fastest on a few frames at a time (1280x720, frames/s: 5.0 at 1, 6.0 at 4,
-        # 4.3 at 16: larger pyramids fall out of cache); a GPU wants the whole batch at once.
-        self.chunk = 4 if device.type == "cpu" else 64
-        self._mtcnn: MTCNN | None = None
+# One face as a detector reports it, in the pixels of the image it was given: box, score, landmarks.
+RawFace = tuple[tuple[float, float, float, float], float, np.ndarray]
 
-    def load(self) -> None:
-        if self._mtcnn is None:
-            # Weights ship inside the facenet-pytorch wheel: nothing is downloaded here.
-            self._mtcnn = MTCNN(
-                keep_all=True,
-                min_face_size=self.min_face_size,
-                thresholds=list(self.thresholds),
-                device=self.device,
-            ).eval()
+
+class FaceDetector(ABC):
+    """Life cycle: `load()` once (idempotent, may raise ModelUnavailable), then `analyse()`."""
+
+    name: str
+    chunk: int = 4  # frames per detector call (and per overlapped embedding step)
+
+    def __init__(self, min_face_size: int = 20, max_side: int = 640, gates: QualityGates | None = None) -> None:
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+        self.gates = gates or QualityGates()
+
+    @abstractmethod
+    def load(self) -> None: ...
+
+    @abstractmethod
+    def _detect(self, batch: np.ndarray) -> list[list[RawFace]]:
+        """Faces of each image of an (n, h, w, 3) RGB batch, in its pixels."""
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Faces per image that pass the quality gates, largest first, in the pixels of each image."""
@@ -100,27 +93,23 @@ class MtcnnDetector:
 
     def analyse(self, images: list[np.ndarray]) -> list[FrameFaces]:
         """Per image: the faces that pass the quality gates, and the count of those that did not."""
-        assert self._mtcnn is not None, "load() first"
         results: list[FrameFaces] = [FrameFaces() for _ in images]
-        # MTCNN batches only images of one size; frames of one video share it.
+        # Detectors batch only images of one size; frames of one video share it.
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[img.shape[:2]].append(i)
         for size, same_size in groups.items():
             for start in range(0, len(same_size), self.chunk):
-                self._detect_group(images, size, same_size[start : start + self.chunk], results)
+                self._analyse_group(images, size, same_size[start : start + self.chunk], results)
         return results
 
-    def _detect_group(
+    def _analyse_group(
         self, images: list[np.ndarray], size: tuple[int, int], members: list[int], results: list[FrameFaces]
     ) -> None:
-        assert self._mtcnn is not None
         height, width = size
         w, h = fit_within(width, height, self.max_side)
-        if min(w, h) * (12.0 / self.min_face_size) < 12.0:
-            # Smaller than the smallest face looked for (MTCNN's own pyramid test): its image pyramid
-            # would be empty and it raises (torch.cat of nothing). Such an image simply has no face.
-            return
+        if min(w, h) < self.min_face_size:
+            return  # smaller than the smallest face looked for: no face
         scale = width / w
         if scale != 1.0:
             batch = np.stack(
@@ -128,19 +117,13 @@ class MtcnnDetector:
             )
         else:
             batch = np.stack([images[i] for i in members])
-        with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
-        for i, b, p, pts in zip(members, boxes, probs, points, strict=True):
-            if b is None:
-                continue
+        for i, found in zip(members, self._detect(batch), strict=True):
             frame = results[i]
-            for box, prob, lm in zip(b, p, pts, strict=True):
-                if prob is None:
-                    continue
+            for box, score, landmarks in found:
                 det = Detection(
                     box=tuple(float(v) * scale for v in box),  # type: ignore[arg-type]
-                    score=float(prob),
-                    landmarks=np.asarray(lm, dtype=np.float32) * scale,
+                    score=float(score),
+                    landmarks=np.asarray(landmarks, dtype=np.float32) * scale,
                 )
                 reason = reject_reason(images[i], det, self.gates)
                 if reason is None:

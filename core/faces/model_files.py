@@ -91,6 +91,19 @@ FILES = {f.name: f for f in (FACENET_CASIA_GRAPH, SFACE, YUNET)}
 
 
 @dataclass(frozen=True)
+class FileState:
+    """One file a model or detector loads, and whether it is on this machine."""
+
+    role: str  # where it comes from
+    path: Path
+    present: bool
+
+    @classmethod
+    def of(cls, file: ModelFile, models_dir: Path) -> FileState:
+        return cls(f"{file.project} {file.version}: {file.member}", file.path(models_dir), is_intact(file, models_dir))
+
+
+@dataclass(frozen=True)
 class ModelCache:
     """Where model files are kept, and the registry they come from."""
 

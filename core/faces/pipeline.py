@@ -13,9 +13,11 @@ import torch
 from PIL import Image
 
 from rvs.config import ModelSettings
-from rvs.faces.detector import FrameFaces, MtcnnDetector, QualityGates
-from rvs.faces.encoders import DlibEncoder, FaceEncoder, FacenetEncoder
+from rvs.faces.detector import FaceDetector, FrameFaces, QualityGates
+from rvs.faces.encoders import EncoderContext, FaceEncoder
 from rvs.faces.model_files import ModelCache
+from rvs.faces.mtcnn import MtcnnDetector
+from rvs.faces.registry import DETECTORS, MODELS, implementation
 from rvs.faces.types import Detection, Face
 from rvs.media.frames import fit_within
 
@@ -56,10 +58,29 @@ def face_crop(image: np.ndarray, det: Detection) -> tuple[np.ndarray, Detection]
 
 
 def build_encoder(settings: ModelSettings, device: torch.device) -> FaceEncoder:
-    if settings.model == "dlib-resnet":
-        return DlibEncoder()
+    spec = MODELS[settings.model]
     cache = ModelCache(settings.models_dir, settings.package_index_url)
-    return FacenetEncoder(settings.model, device, settings.weights_path, cache)
+    encoder = implementation(spec.encoder)(spec, EncoderContext(device, cache, settings.weights_path))
+    assert isinstance(encoder, FaceEncoder)
+    return encoder
+
+
+def build_detector(settings: ModelSettings, device: torch.device) -> FaceDetector:
+    spec = DETECTORS[settings.detector]
+    gates = QualityGates(
+        min_score=spec.default_min_score if settings.min_detection_score is None else settings.min_detection_score,
+        min_face_px=settings.min_face_px,
+        min_sharpness=settings.min_sharpness,
+        max_yaw=settings.max_yaw,
+    )
+    if spec.name == "mtcnn":  # the only detector on the torch device, with thresholds of its own
+        return MtcnnDetector(
+            device, settings.min_face_size, settings.detect_max_side, gates, settings.detect_thresholds
+        )
+    cache = ModelCache(settings.models_dir, settings.package_index_url)
+    detector = implementation(spec.detector)(cache, settings.min_face_size, settings.detect_max_side, gates)
+    assert isinstance(detector, FaceDetector)
+    return detector
 
 
 @dataclass
@@ -75,18 +96,7 @@ class FacePipeline:
         self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        self.detector = MtcnnDetector(
-            self.device,
-            min_face_size=settings.min_face_size,
-            thresholds=settings.detect_thresholds,
-            max_side=settings.detect_max_side,
-            gates=QualityGates(
-                min_score=settings.min_detection_score,
-                min_face_px=settings.min_face_px,
-                min_sharpness=settings.min_sharpness,
-                max_yaw=settings.max_yaw,
-            ),
-        )
+        self.detector = build_detector(settings, self.device)
         self.encoder = build_encoder(settings, self.device)
         # On CPU, MTCNN's many small operations leave a core idle that the embedding network's large
         # convolutions would use: detecting the next chunk while this one is embedded fills it.
@@ -97,6 +107,11 @@ class FacePipeline:
         return self.encoder.name
 
     @property
+    def pairing(self) -> str:
+        """The model and the detector that finds its faces, as `rvs eval` names them: sface+yunet."""
+        return f"{self.encoder.name}+{self.detector.name}"
+
+    @property
     def dim(self) -> int:
         return self.encoder.dim
 
@@ -104,7 +119,7 @@ class FacePipeline:
         """Load both models (idempotent). Raises ModelUnavailable with a clear message."""
         self.detector.load()
         self.encoder.load()
-        log.info("models ready: MTCNN + %s on %s", self.encoder.name, self.device)
+        log.info("models ready: %s + %s on %s", self.detector.name, self.encoder.name, self.device)
 
     def analyse(self, images: list[np.ndarray]) -> Analysis:
         """Detect and embed every face in a batch of images."""
