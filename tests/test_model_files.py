@@ -151,7 +151,11 @@ def test_rvs_models_lists_every_model_and_file(tmp_path: Path) -> None:
     ).stdout
     for name in ("sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "mtcnn", "yunet"):
         assert f"\n  {name}  " in out
-    for file in ("facenet-20180408-102900.pb", "face_recognition_sface_2021dec.onnx", "face_detection_yunet_2023mar.onnx"):
+    for file in (
+        "facenet-20180408-102900.pb",
+        "face_recognition_sface_2021dec.onnx",
+        "face_detection_yunet_2023mar.onnx",
+    ):
         assert f"MISSING  {tmp_path}/{file}" in out
     bad = subprocess.run(
         [sys.executable, "-m", "rvs", "models", "fetch", "nope"], capture_output=True, text=True, env=env

@@ -108,4 +108,3 @@ def test_a_query_face_cropped_from_a_large_frame_embeds_as_in_the_frame(sface: F
     in_frame = sface.process([big])[0][0].vector
     query = sface.faces(big, max_faces=1)[0].vector
     assert float(in_frame @ query) > 0.98
-
