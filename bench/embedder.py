@@ -14,7 +14,11 @@ cost, so speed is measured with it. Recall is measured with networks that know f
   as found in a frame when a face there scores >= the model's threshold against a *different* photo
   of them. Measured for detection at full resolution (as the prototype) and at rvs's setting.
 
-    uv run python bench/embedder.py [--frames 24] [--batch 16] [--detect-max-side 640]
+Then every model+detector pairing (`--pairings`) on the same frames, against MTCNN + dlib-resnet in
+the same run: faces/s, detection recall against the prototype's boxes, and identity recall at each
+model's default threshold.
+
+    uv run python bench/embedder.py [--frames 24] [--batch 16] [--detect-max-side 640] [--pairings ...]
 """
 
 from __future__ import annotations
@@ -135,6 +139,45 @@ def identity_recall(pipeline: FacePipeline, frame_set: FrameSet) -> tuple[int, i
     return found, total
 
 
+def pairing_rows(
+    pairings: list[str], sets: list[FrameSet], reference: list[list[np.ndarray]], args: argparse.Namespace
+) -> list[dict[str, object]]:
+    """Each pairing on every frame set: faces/s (best of the repeats), detection and identity recall."""
+    pipelines = {}
+    for pairing in pairings:
+        model, _, detector = pairing.partition("+")
+        pipelines[pairing] = FacePipeline(
+            ModelSettings(model=model, detector=detector or "mtcnn", detect_max_side=args.detect_max_side)
+        )
+        pipelines[pairing].load()
+        rvs_run(pipelines[pairing], sets[0].frames[:4], 4)  # warm-up
+    rows = []
+    for fs, ref in zip(sets, reference, strict=True):
+        seconds: dict[str, list[float]] = {p: [] for p in pairings}
+        faces = {}
+        for _ in range(args.repeats):  # alternate, so drift on a noisy machine hits every pairing
+            for pairing, pipeline in pipelines.items():
+                took, faces[pairing] = timed(rvs_run, pipeline, fs.frames, args.batch)
+                seconds[pairing].append(took)
+        for pairing, pipeline in pipelines.items():
+            found = [[np.asarray(f.detection.box) for f in frame] for frame in pipeline.process(fs.frames)]
+            hit, total = detection_recall(ref, found)
+            person_hit, people = identity_recall(pipeline, fs) if fs.people[0] else (0, 0)
+            rows.append(
+                {
+                    "set": fs.name,
+                    "pairing": pairing,
+                    "faces": faces[pairing],
+                    "faces_per_s": faces[pairing] / min(seconds[pairing]),
+                    "frames_per_s": len(fs.frames) / min(seconds[pairing]),
+                    "detection_recall": hit / total if total else None,
+                    "identity_found": person_hit,
+                    "identity_people": people,
+                }
+            )
+    return rows
+
+
 def timed(fn, *args) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     faces = fn(*args)
@@ -147,6 +190,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=EmbedderSettings().batch_size, help="rvs frames per batch")
     parser.add_argument("--detect-max-side", type=int, default=ModelSettings().detect_max_side)
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed runs; the best of each counts")
+    parser.add_argument(
+        "--pairings",
+        default="dlib-resnet+mtcnn,sface+yunet,sface+mtcnn,facenet-casia+mtcnn",
+        help="MODEL+DETECTOR,... (the first is the baseline)",
+    )
     args = parser.parse_args()
 
     weights = facenet_weights("facenet-vggface2", None)
@@ -199,6 +247,9 @@ def main() -> None:
             found_n, total_n = identity_recall(pipeline, fs)
             identity.append({"set": fs.name, "detect_max_side": side, "found": found_n, "people": total_n})
 
+    pairings = args.pairings.split(",")
+    by_pairing = pairing_rows(pairings, sets, [[proto.boxes(f) for f in fs.frames] for fs in sets], args)
+
     print(
         f"\nfacenet InceptionResnetV1 on CPU ({torch.get_num_threads()} threads); rvs batch {args.batch}, "
         f"detection at long side <= {args.detect_max_side}"
@@ -213,9 +264,27 @@ def main() -> None:
     for r in identity:
         side = "full resolution" if r["detect_max_side"] == 4096 else f"long side {r['detect_max_side']}"
         print(f"{r['set']:<28} {side:<16} {r['found']}/{r['people']} = {r['found'] / r['people']:.3f}")
+    print(f"\nmodel+detector pairings (baseline {pairings[0]}), rvs batch {args.batch}")
+    print(
+        f"{'frames':<28} {'pairing':<22} {'faces/s':>8} {'vs base':>7} {'frames/s':>8} {'det. recall':>11} {'identity':>9}"
+    )
+    base = {r["set"]: r["faces_per_s"] for r in by_pairing if r["pairing"] == pairings[0]}
+    for r in by_pairing:
+        recall = "—" if r["detection_recall"] is None else f"{r['detection_recall']:.3f}"
+        identity_text = f"{r['identity_found']}/{r['identity_people']}" if r["identity_people"] else "—"
+        print(
+            f"{r['set']:<28} {r['pairing']:<22} {r['faces_per_s']:8.1f} {r['faces_per_s'] / base[r['set']]:6.2f}x"  # type: ignore[operator]
+            f" {r['frames_per_s']:8.2f} {recall:>11} {identity_text:>9}"
+        )
     path = save(
         "embedder",
-        {"batch": args.batch, "detect_max_side": args.detect_max_side, "rows": rows, "identity_recall": identity},
+        {
+            "batch": args.batch,
+            "detect_max_side": args.detect_max_side,
+            "rows": rows,
+            "identity_recall": identity,
+            "pairings": by_pairing,
+        },
     )
     print("wrote", path)
 
