@@ -1,6 +1,6 @@
-"""The FaceNet path end to end (watched folder → MTCNN + InceptionResnetV1 → Milvus → Search), with
-facenet-casia's real weights (converted from FaceNet's graph into the models cache that
-`rvs models fetch` fills)."""
+"""Each offline model end to end with its real weights (watched folder → detector + encoder → Milvus →
+Search): the design's MTCNN + FaceNet InceptionResnetV1 (facenet-casia, converted from FaceNet's
+graph into the models cache that `rvs models fetch` fills) and YuNet + SFace."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 pytestmark = pytest.mark.e2e
 
 
-def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection_name: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "detector", "same_dim"),
+    [("facenet-casia", "mtcnn", "facenet-vggface2"), ("sface", "yunet", "dlib-resnet")],
+)
+def test_pipeline_end_to_end(
+    tmp_path: Path, milvus_uri: str, collection_name: str, model: str, detector: str, same_dim: str
+) -> None:
     watch, data = tmp_path / "watch", tmp_path / "data"
     watch.mkdir()
     background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (480, 270))
@@ -38,7 +44,8 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
 
     common = dict(
         data_dir=data,
-        model="facenet-casia",
+        model=model,
+        detector=detector,
         milvus_uri=milvus_uri,
         collection=collection_name,
         metrics_port=0,
@@ -65,7 +72,7 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
 
             query = lfw("Tony_Blair", 2).read_bytes()  # another photo of him than the one in the clip
             resp = stub.Search(pb.SearchRequest(image=query))
-            assert resp.model == "facenet-casia"
+            assert resp.model == model
             assert [Path(v.uri).name for v in resp.videos] == ["clip.mp4"]  # at the default threshold
             assert [(s.start_ms, s.end_ms) for s in resp.videos[0].segments] == [(1000, 2000)]
             assert list(resp.images) == []  # Colin Powell is someone else
@@ -78,6 +85,6 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
     finally:
         app.stop()
 
-    # The collection now belongs to facenet-casia: another model may not write into it, even of its dimension.
-    with pytest.raises(IndexModelMismatch, match="facenet-casia"):
-        FaceStore(milvus_uri, collection_name, "facenet-vggface2", 512).open()
+    # The collection now belongs to this model: another may not write into it, even of its dimension.
+    with pytest.raises(IndexModelMismatch, match=model):
+        FaceStore(milvus_uri, collection_name, same_dim, app.query_pipeline.dim).open()
