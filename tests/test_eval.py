@@ -113,6 +113,7 @@ def test_eval_images_on_lfw_people(tmp_path: Path, milvus_uri: str) -> None:
     assert row["portion_at_20"] <= 4 / 20 + 1e-9  # at most 4 other photos per person: the ceiling
     assert row["normalised_portion_at_20"] >= 0.8
     assert row["verification"]["folds"] == 2 and row["verification"]["accuracy"] >= 0.8
+    assert row["photos_per_s"] > 0.5  # 28 photos + the pairs' others, detected and embedded
     assert out.with_suffix(".png").stat().st_size > 10_000 and out.with_suffix(".md").exists()
 
 

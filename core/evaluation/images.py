@@ -54,6 +54,7 @@ class ImageEval:
     verification: measures.Verification | None = None
     missed_pairs: int = 0
     seconds: float = 0.0
+    photos_per_s: float = 0.0  # detection + embedding of every photo read, indexing excluded
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -85,7 +86,19 @@ def _centre_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:
     return min(faces, key=distance)
 
 
-def embed(pipeline: FacePipeline, photos: list[Photo], store: FaceStore | None, batch: int = 16) -> int:
+@dataclass
+class Throughput:
+    photos: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.photos / self.seconds if self.seconds else 0.0
+
+
+def embed(
+    pipeline: FacePipeline, photos: list[Photo], store: FaceStore | None, pace: Throughput, batch: int = 16
+) -> int:
     """Detect and embed every photo (indexing all its faces when a store is given); returns the
     number of photos in which no face passed detection."""
     missed = 0
@@ -99,7 +112,11 @@ def embed(pipeline: FacePipeline, photos: list[Photo], store: FaceStore | None, 
             except (MediaError, OSError) as exc:
                 log.warning("cannot read %s: %s", photo.path, exc)
         rows = []
-        for photo, image, faces in zip(kept, images, pipeline.process(images), strict=True):
+        started = time.perf_counter()
+        found = pipeline.process(images)
+        pace.seconds += time.perf_counter() - started
+        pace.photos += len(images)
+        for photo, image, faces in zip(kept, images, found, strict=True):
             photo.face = _centre_face(faces, image.shape)
             for i, face in enumerate(faces):
                 rows.append(
@@ -156,7 +173,8 @@ def evaluate(
     model = pipeline.pairing
     photos = list_photos(root, people)
     progress(f"{model}: indexing {len(photos)} photos")
-    missed = embed(pipeline, photos, store)
+    pace = Throughput()
+    missed = embed(pipeline, photos, store, pace)
 
     by_person: dict[str, int] = {}
     for p in photos:
@@ -196,8 +214,9 @@ def evaluate(
         curve=curve,
     )
     if pairs is not None:
-        result.verification, result.missed_pairs = _verify(pipeline, root, pairs, pair_folds, photos, progress)
+        result.verification, result.missed_pairs = _verify(pipeline, root, pairs, pair_folds, photos, pace, progress)
     result.seconds = time.monotonic() - started
+    result.photos_per_s = pace.per_s
     return result
 
 
@@ -207,6 +226,7 @@ def _verify(
     pairs_file: Path,
     folds: int | None,
     photos: list[Photo],
+    pace: Throughput,
     progress: Callable[[str], None],
 ) -> tuple[measures.Verification, int]:
     pairs = read_pairs(pairs_file, root, folds)
@@ -214,7 +234,7 @@ def _verify(
     needed = sorted({x for a, b, _, _ in pairs for x in (a, b)} - set(known))
     progress(f"verification: {len(pairs)} pairs, {len(needed)} more photos to embed")
     extra = [Photo(p, p.parent.name, "") for p in needed if p.exists()]
-    embed(pipeline, extra, None)
+    embed(pipeline, extra, None, pace)
     known.update({p.path: p for p in extra})
     scores: list[float] = []
     same: list[bool] = []

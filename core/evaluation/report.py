@@ -16,8 +16,8 @@ PROTOTYPE_PORTION = 0.098  # the research prototype, FaceNet on LFW
 def image_table(results: list[ImageEval]) -> str:
     lines = [
         "| model | photos | people | queries | no face found | top-20 portion (prototype: 0.098) "
-        "| normalised | rank-1 | mAP@20 | LFW verification (k-fold CV) | best-F1 threshold (P / R) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| normalised | rank-1 | mAP@20 | LFW verification (k-fold CV) | best-F1 threshold (P / R) | photos/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         t, p, rec, _ = r.curve.best_f1()
@@ -30,7 +30,7 @@ def image_table(results: list[ImageEval]) -> str:
         lines.append(
             f"| {r.model} | {r.photos} | {r.people} | {r.queries} | {r.missed} | {r.portion_at_20:.3f} "
             f"| {r.normalised_portion_at_20:.3f} | {r.rank1:.3f} | {r.map_at_20:.3f} | {verification} "
-            f"| {t:.2f} ({p:.3f} / {rec:.3f}) |"
+            f"| {t:.2f} ({p:.3f} / {rec:.3f}) | {r.photos_per_s:.1f} |"
         )
     return "\n".join(lines)
 
