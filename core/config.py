@@ -77,7 +77,7 @@ class ModelSettings(CommonSettings):
     """MTCNN's three stage thresholds (P-Net, R-Net, O-Net); mtcnn only."""
     min_detection_score: float | None = Field(None, ge=0.0, le=1.0)
     """Faces detected with a lower confidence are not indexed or used as queries (LOW_CONFIDENCE);
-    unset: the detector's default (mtcnn 0.95, yunet 0.9; `rvs models`)."""
+    unset: the detector's default (mtcnn 0.95, yunet 0.8; `rvs models`)."""
     min_face_px: int = Field(0, ge=0)
     """Faces whose box is narrower than this, in pixels of the image the detector sees (frames are at
     most RVS_FRAME_MAX_SIDE), are not indexed (TOO_SMALL; 0: off)."""
