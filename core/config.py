@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rvs.faces.registry import DETECTORS, MODELS
@@ -96,18 +96,12 @@ class ModelSettings(CommonSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("model")
+    @field_validator("model", "detector")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}: one of {', '.join(MODELS)}")
-        return value
-
-    @field_validator("detector")
-    @classmethod
-    def _known_detector(cls, value: str) -> str:
-        if value not in DETECTORS:
-            raise ValueError(f"unknown detector {value!r}: one of {', '.join(DETECTORS)}")
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        known = MODELS if info.field_name == "model" else DETECTORS
+        if value not in known:
+            raise ValueError(f"unknown {info.field_name} {value!r}: one of {', '.join(known)}")
         return value
 
 
