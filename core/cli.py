@@ -287,6 +287,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from rvs.evaluation import report
+    from rvs.faces.registry import MODELS
     from rvs.faces.types import ModelUnavailable
     from rvs.logs import setup_logging
     from rvs.store.embedded_milvus import EmbeddedMilvus
@@ -294,6 +295,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if unknown := [m for m in models if m not in MODELS]:
+        print(f"rvs eval: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rvs-eval-"))
@@ -337,8 +341,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     store.drop()
                     store.close()
             table = report.image_table(results)
-            from rvs.faces.registry import MODELS
-
             defaults = {name: spec.default_min_score for name, spec in MODELS.items()}
             report.plot(results, out.with_suffix(".png"), defaults)
             payload = report.as_json(results)
@@ -355,6 +357,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 for m in models
             ]
             table = report.video_table(results_v)
+            details = "\n\n".join(report.video_queries_table(r) for r in results_v)
+            out.with_suffix(".md").write_text(table + "\n\n" + details + "\n")
+            report.video_plot(results_v, out.with_suffix(".png"))
             payload = report.as_json(results_v)
     except (ModelUnavailable, OSError, ValueError) as exc:
         print(f"rvs eval: {exc}", file=sys.stderr)
@@ -363,13 +368,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if milvus:
             milvus.stop()
         logging.shutdown()
-    out.with_suffix(".md").write_text(table + "\n")
+    if args.what == "images":
+        out.with_suffix(".md").write_text(table + "\n")
     out.with_suffix(".json").write_text(payload + "\n")
     print(payload if args.json else table)
     if not args.json:
         print(
-            f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}"
-            + (f", {out.with_suffix('.png')}" if args.what == "images" else ""),
+            f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}" + f", {out.with_suffix('.png')}",
             file=sys.stderr,
         )
     return 0
@@ -457,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
     evaluate.add_argument("what", choices=["images", "videos"], help="images DIR (LFW layout) or videos MANIFEST")
     evaluate.add_argument("path", help="Person_Name/*.jpg folder, or a JSON manifest of clips and query photos")
-    evaluate.add_argument("--models", default="dlib-resnet", help="comma-separated models, one row each")
+    evaluate.add_argument(
+        "--models", default="dlib-resnet", help="comma-separated models (any `rvs models` lists), one row each"
+    )
     evaluate.add_argument("--weights-path", type=Path, default=None, help="weights file for the facenet models")
     evaluate.add_argument("--people", type=int, default=None, help="images: first N people with 2+ photos")
     evaluate.add_argument("--no-pairs", action="store_true", help="images: skip pairs.txt verification")
