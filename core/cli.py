@@ -300,6 +300,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from rvs.evaluation import report
+    from rvs.faces.registry import DETECTORS, MODELS
     from rvs.faces.types import ModelUnavailable
     from rvs.logs import setup_logging
     from rvs.store.embedded_milvus import EmbeddedMilvus
@@ -307,6 +308,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    pairings = [_pairing(m) for m in models]
+    if unknown := [
+        m
+        for m, p in zip(models, pairings, strict=True)
+        if p["model"] not in MODELS or p.get("detector", "mtcnn") not in DETECTORS
+    ]:
+        print(
+            f"rvs eval: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}, each optionally "
+            f"+{' or +'.join(DETECTORS)}",
+            file=sys.stderr,
+        )
+        return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rvs-eval-"))
@@ -350,8 +363,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     store.drop()
                     store.close()
             table = report.image_table(results)
-            from rvs.faces.registry import MODELS
-
             defaults = {r.model: MODELS[_pairing(r.model)["model"]].default_min_score for r in results}
             report.plot(results, out.with_suffix(".png"), defaults)
             payload = report.as_json(results)
@@ -368,6 +379,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 for m in models
             ]
             table = report.video_table(results_v)
+            details = "\n\n".join(report.video_queries_table(r) for r in results_v)
+            out.with_suffix(".md").write_text(table + "\n\n" + details + "\n")
+            report.video_plot(results_v, out.with_suffix(".png"))
             payload = report.as_json(results_v)
     except (ModelUnavailable, OSError, ValueError) as exc:
         print(f"rvs eval: {exc}", file=sys.stderr)
@@ -376,13 +390,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if milvus:
             milvus.stop()
         logging.shutdown()
-    out.with_suffix(".md").write_text(table + "\n")
+    if args.what == "images":
+        out.with_suffix(".md").write_text(table + "\n")
     out.with_suffix(".json").write_text(payload + "\n")
     print(payload if args.json else table)
     if not args.json:
         print(
-            f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}"
-            + (f", {out.with_suffix('.png')}" if args.what == "images" else ""),
+            f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}" + f", {out.with_suffix('.png')}",
             file=sys.stderr,
         )
     return 0
@@ -481,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--models",
         default="dlib-resnet",
-        help="comma-separated models, one row each; MODEL+DETECTOR picks the detector (sface+yunet)",
+        help="comma-separated models (any `rvs models` lists), one row each; MODEL+DETECTOR picks the detector "
+        "(sface+yunet)",
     )
     evaluate.add_argument("--weights-path", type=Path, default=None, help="weights file for the facenet models")
     evaluate.add_argument("--people", type=int, default=None, help="images: first N people with 2+ photos")

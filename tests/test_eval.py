@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,12 +15,13 @@ import pytest
 from PIL import Image
 
 from rvs.catalog import Catalog
-from rvs.evaluation import measures
+from rvs.evaluation import measures, report
+from rvs.evaluation.videos import QueryResult, VideoEval, measure, query_image, returned, suggest
 from rvs.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
 from rvs.faces.types import Detection
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import LFW, ROOT, lfw
+from conftest import LFW, MEDIA, ROOT, lfw
 from corpus import BLAIR, BUSH, POWELL, build_corpus
 
 
@@ -82,6 +84,86 @@ def test_rejections_are_counted_once_per_frame(tmp_path: Path) -> None:
     assert media is not None and dict(media.faces_rejected) == {"BLURRY": 2, "POSE": 1}
 
 
+def _queries() -> list[QueryResult]:
+    return [
+        QueryResult("A", "a.jpg", False, ["a1.mp4", "a2.mp4"], [], {"a1.mp4": 0.9, "a2.mp4": 0.6, "b.mp4": 0.7}),
+        QueryResult("B", "b.mp4@2", False, [], ["b.mp4"], {"a1.mp4": 0.5}),  # its only clip left out
+        QueryResult("S", "s.jpg", True, [], [], {"b.mp4": 0.8, "a2.mp4": 0.4}),
+        QueryResult("N", "n.jpg", False, ["a1.mp4"], [], {}, no_face=True),  # a missed pair
+    ]
+
+
+def test_video_sweep_refilters_one_search_by_score() -> None:
+    queries = _queries()
+    assert returned(queries[0].scores, 0.65, top_k=10) == {"a1.mp4", "b.mp4"}
+    assert returned(queries[0].scores, 0.0, top_k=1) == {"a1.mp4"}  # the best top_k only
+    low = measure(queries, 0.3, top_k=10)
+    assert (low.found, low.recall, low.false_videos_per_query, low.strangers_matched) == (2, 2 / 3, 4 / 4, 1)
+    mid = measure(queries, 0.62, top_k=10)
+    assert (mid.found, mid.false_videos_per_query, mid.strangers_matched) == (1, 2 / 4, 1)
+    high = measure(queries, 0.85, top_k=10)
+    assert (high.found, high.false_videos_per_query, high.strangers_matched) == (1, 0.0, 0)
+    capped = measure(queries, 0.3, top_k=1)  # A gets a1 only, B a1 (false), S b (false)
+    assert (capped.found, capped.false_videos_per_query) == (1, 2 / 4)
+    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
+    assert [p.false_videos_per_query for p in sweep] == [1.0, 0.5, 0.25, 0.0]
+    assert suggest(sweep) == 0.85 and suggest(sweep, max_false=0.3) == 0.77 and suggest(sweep[:2]) is None
+
+
+def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
+    queries = _queries()
+    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
+    result = VideoEval("m", 3, 4, 1, 3, 1, 1 / 3, 0.25, 1, 1, None, 0.77, suggest(sweep), 10, sweep, queries)
+    table = report.video_table([result])
+    assert "| m | 3 | 4 (1) | 1 | 1/3 (0.33) | 0.25 | 1/1 | — | 0.77 | 0.85 (0.33) |" in table
+    assert "| 0.30 | 0.67 | 2/3 | 1.00 | 1/1 |" in table and "| 0.62 |" not in table  # every 0.05 only
+    assert "| 0.77 | 0.33 | 1/3 | 0.25 | 1/1 |" in table  # and always the default threshold
+    assert "| 0.85 | 0.33 | 1/3 | 0.00 | 0/1 |" in table  # the last (and suggested)
+    same = dataclasses.replace(sweep[0], threshold=0.35)
+    repeated = report.video_table([dataclasses.replace(result, sweep=[sweep[0], same, *sweep[1:]])])
+    assert "| 0.35 |" not in repeated  # a row equal to the one above is left out
+    details = report.video_queries_table(result)
+    assert "| A | a.jpg | a1.mp4 0.900*, a2.mp4 0.600 | b.mp4 0.700 |" in details
+    assert "| N (no face) |" in details and "| S (stranger) | s.jpg | — | b.mp4 0.800 |" in details
+    report.video_plot([result], tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 10_000
+
+
+def test_frame_query_is_cut_from_its_clip_in_memory() -> None:
+    clip = MEDIA / "aniportrait" / "asset" / "zl.mp4"
+    data = query_image({"frame": {"clip": str(clip), "at_s": 2.5, "box": [515, 0, 1030, 516]}}, Path("/"))
+    image = Image.open(__import__("io").BytesIO(data))
+    assert image.format == "PNG" and image.size == (515, 516)
+    with pytest.raises(ValueError, match="no frame"):
+        query_image({"frame": {"clip": str(clip), "at_s": 60}}, Path("/"))
+
+
+def test_the_video_manifest_names_existing_files_and_consistent_people() -> None:
+    path = ROOT / "eval" / "videos.json"
+    manifest = json.loads(path.read_text())
+    in_clips = {p["name"]: c["path"] for c in manifest["clips"] for p in c["people"]}
+    for clip in manifest["clips"]:
+        assert (path.parent / clip["path"]).is_file(), clip["path"]
+    covered = {(path.parent / c["path"]).resolve() for c in manifest["clips"]}
+    on_disk = {p.resolve() for pattern in ("**/*.mp4", "**/*.gif") for p in MEDIA.glob(pattern)}
+    assert on_disk <= covered, sorted(map(str, on_disk - covered))  # every shared clip is labelled
+    for query in manifest["queries"]:
+        if "frame" in query:  # a still cut from the person's own clip
+            assert query["frame"]["clip"] in {
+                c["path"] for c in manifest["clips"] if query["name"] in {p["name"] for p in c["people"]}
+            }, query
+        else:
+            assert (path.parent / query["photo"]).is_file(), query["photo"]
+    strangers = [q for q in manifest["queries"] if q["name"] not in in_clips]
+    assert len(strangers) >= 10
+
+
+def test_eval_refuses_a_model_the_registry_lacks() -> None:
+    done = rvs_eval("videos", "eval/videos.json", "--models", "dlib-resnet,no-such-model")
+    assert done.returncode == 2
+    assert "unknown model(s) no-such-model" in done.stderr and "dlib-resnet" in done.stderr
+
+
 def rvs_eval(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rvs", "eval", *args], capture_output=True, text=True, timeout=900, cwd=ROOT
@@ -137,7 +219,8 @@ def test_eval_videos_with_a_manifest(tmp_path: Path, milvus_uri: str) -> None:
         ],
         "queries": [
             {"name": BUSH, "photo": str(lfw(BUSH, 10))},
-            {"name": BLAIR, "photo": str(lfw(BLAIR, 10))},
+            {"name": BLAIR, "photo": str(lfw(BLAIR, 10)), "unsure": ["clips/clip_a.mp4"]},
+            {"name": BUSH, "frame": {"clip": "clips/clip_a.mp4", "at_s": 2.5, "box": [0, 0, 320, 360]}},
             {"name": POWELL, "photo": str(lfw(POWELL, 10))},
             {"name": "Vladimir_Putin", "photo": str(lfw("Vladimir_Putin", 1))},
             {"name": "Serena_Williams", "photo": str(lfw("Serena_Williams", 1))},
@@ -148,5 +231,16 @@ def test_eval_videos_with_a_manifest(tmp_path: Path, milvus_uri: str) -> None:
     done = rvs_eval("videos", str(path), "--milvus-uri", milvus_uri, "--out", str(tmp_path / "v"), "--json")
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)[0]
-    assert (row["pairs"], row["found"], row["strangers"], row["false_matches"]) == (4, 4, 2, 0)
+    # Bush's frame of clip_a leaves clip_a out: his pair is clip_b's, nothing else may come back.
+    # Blair's only clip is marked unsure: no pair, and clip_a counts for nothing for that query.
+    assert (row["queries"], row["pairs"], row["found"], row["strangers"]) == (6, 4, 4, 2)
+    blair = next(q for q in row["per_query"] if q["name"] == BLAIR)
+    assert blair["expected"] == [] and "clips/clip_a.mp4" not in blair["scores"]
+    assert (row["strangers_matched"], row["false_videos_per_query"], row["no_face"]) == (0, 0.0, 0)
+    frame = next(q for q in row["per_query"] if q["source"] == "clips/clip_a.mp4@2.5")
+    assert frame["expected"] == ["clips/nested/deeper/clip_b.mp4"] and "clips/clip_a.mp4" not in frame["scores"]
+    assert frame["ignored"] == ["clips/clip_a.mp4"]
     assert row["mean_segment_error_s"] <= 1.0
+    sweep = {p["threshold"]: p for p in row["sweep"]}
+    assert sweep[0.2]["false_videos_per_query"] > 0 and sweep[0.2]["recall"] == 1.0  # low thresholds let strangers in
+    assert row["suggested_min_score"] is not None and row["suggested_min_score"] <= row["min_score"]
