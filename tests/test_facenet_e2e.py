@@ -15,7 +15,7 @@ from rvs.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
-from rvs.store.faces import FaceStore, IndexModelMismatch
+from rvs.store.faces import FaceStore, IndexModelMismatch, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -80,4 +80,4 @@ def test_facenet_pipeline_end_to_end(tmp_path: Path, milvus_uri: str, collection
 
     # The collection now belongs to facenet-casia: another model may not write into it, even of its dimension.
     with pytest.raises(IndexModelMismatch, match="facenet-casia"):
-        FaceStore(milvus_uri, collection_name, "facenet-vggface2", 512).open()
+        FaceStore(milvus_uri, collection_for(collection_name, "facenet-casia"), "facenet-vggface2", 512).open()
