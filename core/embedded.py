@@ -149,6 +149,7 @@ class EmbeddedApp:
         events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
         for event in self._index_events():  # the index as the catalog knows it, for every service
             self.sampler.index_event(event)
+            self.query.index_event(event)
         # Frames of these were in memory when rvs last stopped: sample them again.
         self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
         self.sampler.reread_again(self.catalog.reindex_undone())

@@ -92,7 +92,7 @@ class EmbedderService:
 
     def index_switched(self, event: pb.MediaEvent) -> None:
         """Searches moved to another model's collection: frames that name no model are for it."""
-        if not event.switched.seed:
+        if event.HasField("switched") and not event.switched.seed:
             self.active = event.switched.model
 
     def delete_media(self, media_id: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -69,11 +70,22 @@ class QueryService:
         self._publish(reindex_requested(model))
 
     def index_event(self, event: pb.MediaEvent) -> None:
-        """An index-wide event, folded into the catalog already: a switch moves searches."""
+        """An index-wide event, folded into the catalog already: a switch moves searches; a reindex
+        has its model loaded here meanwhile, so the switch does not wait for it."""
+        if event.HasField("reindex_requested"):
+            model = event.reindex_requested.model
+            threading.Thread(target=self._preload, args=(model,), name="preload", daemon=True).start()
+            return
         if not event.HasField("switched") or event.switched.model == self.engine.store.model:
             return
         if self.catalog is None or self.catalog.active_model() == event.switched.model:
             self.engine.use(*self.models.get(event.switched.model))
+
+    def _preload(self, model: str) -> None:
+        try:
+            self.models.get(model)
+        except Exception:  # the switch loads it again, and says why it cannot
+            log.exception("could not load model %s ahead of the switch", model)
 
     def delete_faces(self, media_id: str) -> int:
         """A media item's faces leave every collection: the active model's, a running reindex's
