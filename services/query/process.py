@@ -63,6 +63,8 @@ class QueryProcess:
             s, pipeline, self.store, self.catalog, self.registry, remove_media=remove, models=models, publish=publish
         )
         self.service.start()
+        if self.catalog is not None and (active := self.catalog.active_model()) != pipeline.model_name:
+            self.service.index_event(switched(active))  # switched while this service was loading
         self.service.ready()
         if self.follower is not None and (model := self.catalog.reindex_complete() if self.catalog else ""):
             self._publish(switched(model))  # completed while no query service was there to switch

@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -45,6 +46,11 @@ class DeadlineExceeded(Exception):
     """The search ran past its deadline (DEADLINE_EXCEEDED)."""
 
 
+class ModelChanged(Exception):
+    """Faces kept from an earlier query were embedded by a model the index no longer uses (it
+    switched): the photo must be analysed again (the search page answers QUERY_EXPIRED)."""
+
+
 class FaceIndexOutOfRange(Exception):
     """face_index names a face that is not there (FAILED_PRECONDITION, reason FACE_INDEX_OUT_OF_RANGE)."""
 
@@ -64,6 +70,7 @@ class SearchEngine:
         # The model and its collection as one value, replaced at once by a switch: a search reads it
         # once, so its query is never embedded by one model and searched in another's collection.
         self._active = (self.pipeline, self.store)
+        self._analysed_by: weakref.WeakKeyDictionary[Face, FacePipeline] = weakref.WeakKeyDictionary()
 
     def use(self, pipeline: FacePipeline, store: FaceStore) -> None:
         """Search with another model and its collection from now on (the index switched)."""
@@ -101,6 +108,8 @@ class SearchEngine:
         _check_deadline(deadline, "the query image took longer than the deadline to analyse")
         if not faces:
             raise NoFace("no face found in the query image")
+        for face in faces:
+            self._analysed_by[face] = pipeline
         return faces
 
     def search_faces(
@@ -118,6 +127,8 @@ class SearchEngine:
         active: tuple[FacePipeline, FaceStore],
     ) -> pb.SearchResponse:
         pipeline, store = active
+        if any(self._analysed_by.get(face, pipeline) is not pipeline for face in faces):
+            raise ModelChanged("the index switched models since this photo was analysed: send it again")
         top_k, min_score = self._check(request, pipeline)
         chosen = self._chosen(request, len(faces))
         vector = self._vector(faces[chosen], deadline)
