@@ -5,6 +5,7 @@ facenet-casia models, real clips and photos from ../shared."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -171,7 +172,6 @@ def test_distributed_reindex_with_kafka_and_milvus_server(
         # Stopped mid-reindex: at the restart it re-reads only what it had not (its state says which).
         cluster.procs["sampler"].send_signal(signal.SIGTERM)
         assert cluster.procs["sampler"].wait(60) == 0
-        log_before = len(cluster.log("sampler", tail=10**9))
         cluster.spawn("sampler", "sampler", "--watch", str(watch), "--data-dir", str(cluster.tmp / "sampler"))
         cluster.wait_until(lambda: scrape(cluster.metrics_ports["sampler"]) != {}, 120, "the sampler back")
         cluster.wait_until(lambda: reindex(stub).active_model == NEW, 300, "the switch")
@@ -196,7 +196,13 @@ def test_distributed_reindex_with_kafka_and_milvus_server(
             assert new.count(ingested["bush.jpg"].media_id) == 0
         finally:
             new.close()
-        assert "sampled " not in cluster.log("sampler", tail=10**9)[log_before:]  # nothing re-read twice
+        # Every item re-read once across the restart (SIGTERM may come before, during or after them).
+        rereads = cluster.log("sampler", tail=10**9)
+        rereads = rereads[rereads.index(f"reindex into {NEW}") :]
+        assert sorted(Path(p).name for p in re.findall(r"sampled (\S+): \d+ frames", rereads)) == [
+            "d18.mp4",
+            "powell.jpg",
+        ]
         assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
     finally:
         cluster.stop()
