@@ -54,7 +54,7 @@ class ModelSet:
 
     def delete_media(self, media_id: str, also: tuple[str, ...] = ()) -> int:
         """Delete a media item's faces from every collection loaded here and those of `also` (the
-        index's active and target models); returns how many the first of them held."""
+        index's active and target models); returns the most faces any of them held."""
         for model in also:
             if model:
                 self.get(model)
