@@ -18,6 +18,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rvs import index_fold
 from rvs.v1 import rvs_pb2 as pb
 
 _SCHEMA = """
@@ -156,6 +157,7 @@ class Catalog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(index_fold.SCHEMA)
         columns = {r["name"] for r in self._db.execute("PRAGMA table_xinfo(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
@@ -195,6 +197,8 @@ class Catalog:
             row = db.execute("SELECT deleted, removed_at_ms FROM media WHERE media_id=?", (mid,)).fetchone()
             if kind != "removed" and row is not None and _of_removed_ingest(kind, at, row):
                 return
+            if index_fold.apply(db, event, at) or not mid:
+                return  # index-wide, or frames of another model than the active one
             if kind == "discovered":
                 d = event.discovered
                 if row is not None and row["deleted"]:  # a new copy after a removal: a new ingest
@@ -256,6 +260,33 @@ class Catalog:
                     " frames_failed='{}', removed_at_ms=MAX(removed_at_ms, ?), updated_at_ms=? WHERE media_id=?",
                     (at, at, mid),
                 )
+
+    def active_model(self) -> str:
+        """The model searches use and new media are embedded with; "" on a fresh index."""
+        with self._lock:
+            return index_fold.get(self._db, "active")
+
+    def reindex_target(self) -> str:
+        """The model a running reindex is building; "" when none is."""
+        with self._lock:
+            return index_fold.get(self._db, "target")
+
+    def reindex_requested_at(self) -> int:
+        with self._lock:
+            return int(index_fold.get(self._db, "requested_at_ms") or 0)
+
+    def reindex_status(self) -> pb.ReindexStatus:
+        with self._lock:
+            return index_fold.status(self._db)
+
+    def reindex_complete(self) -> str:
+        """The running reindex's model once it can be switched to; "" before."""
+        with self._lock:
+            return index_fold.complete(self._db)
+
+    def reindex_undone(self) -> list[str]:
+        with self._lock:
+            return index_fold.undone(self._db)
 
     def note_sampled_progress(self, media_id: str, frames_sampled: int) -> None:
         with self._tx() as db:

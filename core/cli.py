@@ -267,6 +267,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if not token:
                     return media
 
+        def fetch_reindex() -> pb.ReindexStatus | None:
+            try:
+                return stub.GetReindex(pb.GetReindexRequest(), timeout=args.timeout, metadata=metadata)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # no catalog, or an older server
+                    return None
+                raise
+
         try:
             if args.json:
                 rows = [
@@ -275,13 +283,57 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ]
                 print(json.dumps(rows, indent=2))
             elif sys.stdout.isatty() and not args.once:
-                status_view.live(fetch, Console(), args.interval)
+                status_view.live(fetch, Console(), args.interval, fetch_reindex)
             elif args.follow:
-                status_view.follow_lines(fetch, lambda line: print(line, flush=True), args.interval)
+                status_view.follow_lines(fetch, lambda line: print(line, flush=True), args.interval, fetch_reindex)
             else:
-                status_view.print_table(fetch(), print)
+                status_view.print_table(fetch(), print, fetch_reindex())
         except grpc.RpcError as exc:
             print(f"rvs status: {_rpc_error(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Start a reindex into --model (or show the index's state), and with --wait follow it until the
+    switch. Searches keep answering from the current model meanwhile."""
+    import time
+
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from rvs import status_view
+    from rvs.v1 import rvs_pb2 as pb
+    from rvs.v1 import rvs_pb2_grpc
+
+    def show(r: pb.ReindexStatus) -> None:
+        if args.json:
+            print(json.dumps(MessageToDict(r, preserving_proto_field_name=True), indent=2))
+        else:
+            print("\n".join(status_view.reindex_lines(r)), flush=True)
+
+    with _channel(args) as channel:
+        stub = rvs_pb2_grpc.SearchServiceStub(channel)
+        metadata = _metadata(args)
+        try:
+            if args.model:
+                status = stub.Reindex(pb.ReindexRequest(model=args.model), timeout=args.timeout, metadata=metadata)
+            else:
+                status = stub.GetReindex(pb.GetReindexRequest(), timeout=args.timeout, metadata=metadata)
+            show(status)
+            shown = status
+            while args.wait and status.target_model:
+                time.sleep(args.interval)
+                status = stub.GetReindex(pb.GetReindexRequest(), timeout=args.timeout, metadata=metadata)
+                if status != shown and not args.json:
+                    show(status)
+                    shown = status
+            if args.wait and args.json:
+                show(status)
+        except grpc.RpcError as exc:
+            print(f"rvs reindex: {_rpc_error(exc)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
@@ -525,7 +577,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     status.set_defaults(func=cmd_status)
 
-    for client in (search, status):
+    reindex = sub.add_parser(
+        "reindex",
+        help="re-read every catalogued item into another model's collection, then switch searches to it",
+    )
+    reindex.add_argument("--model", help="the model to move the index to (without: show the index's state)")
+    reindex.add_argument("--wait", action="store_true", help="follow the reindex until searches switch to it")
+    reindex.add_argument("--json", action="store_true", help="print the ReindexStatus as JSON")
+    reindex.add_argument("--interval", type=float, default=2.0, help="seconds between progress checks (default 2)")
+    reindex.set_defaults(func=cmd_reindex)
+
+    for client in (search, status, reindex):
         client.add_argument("--target", default=DEFAULT_TARGET, help=f"query service (default {DEFAULT_TARGET})")
         client.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
         client.add_argument("--tls", action="store_true", help="connect with TLS (system trust store)")

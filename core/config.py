@@ -120,7 +120,8 @@ class StoreSettings(CommonSettings):
     only through milvus_port on 127.0.0.1: Milvus itself listens on every interface without
     authentication. false: no sandbox, for hosts without user namespaces and behind a firewall."""
     collection: str = Field("rvs_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    """Milvus collection holding one row per indexed face."""
+    """Prefix of the Milvus collections, one per model (<prefix>__<model>), each holding one row per
+    indexed face; a collection of this very name (made before per-model collections) is adopted."""
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     """Milvus read consistency. Session: a client sees its own writes at once and others' within
     Milvus's time tick (~200 ms), without Strong's wait for that tick on every search."""

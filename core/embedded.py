@@ -17,14 +17,16 @@ from rvs.catalog import Catalog
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
+from rvs.index_view import check_model, is_index_event, seed, switched
 from rvs.logs import media_log
 from rvs.metrics_http import MetricsEndpoint
+from rvs.model_set import ModelSet, model_loader
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
 from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceStore, StoreUnavailable, open_face_store
+from rvs.store.faces import FaceStore, StoreUnavailable, legacy_model, open_face_store
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -32,21 +34,33 @@ log = logging.getLogger(__name__)
 
 class LocalEvents:
     """The in-process event path: every event is folded into the catalog; a removal also reaches the
-    sampler and the embedder (which stop its ingest), then its faces leave the index."""
+    sampler and the embedder (which stop its ingest), then its faces leave the index; an index-wide
+    event (reindex, switch) reaches every service. When a reindex is complete, the switch is
+    published here, where the catalog that knows it is."""
 
-    def __init__(self, catalog: Catalog, store: FaceStore) -> None:
+    def __init__(self, catalog: Catalog, delete_faces: Callable[[str], int]) -> None:
         self.catalog = catalog
-        self.store = store
+        self.delete_faces = delete_faces
         self.on_removed: list[Callable[[pb.MediaEvent], None]] = []
+        self.on_index: list[Callable[[pb.MediaEvent], None]] = []
 
     def publish(self, event: pb.MediaEvent) -> None:
-        if not event.HasField("removed"):
+        if event.HasField("removed"):
+            try:
+                self.remove(event)
+            except StoreUnavailable:
+                log.exception("could not remove faces from the index", extra=media_log(event.media_id))
+        else:
             self.catalog.apply(event)
-            return
-        try:
-            self.remove(event)
-        except StoreUnavailable:
-            log.exception("could not remove faces from the index", extra=media_log(event.media_id))
+            if is_index_event(event):
+                for fold in self.on_index:
+                    fold(event)
+        self.switch_if_complete()
+
+    def switch_if_complete(self) -> None:
+        if model := self.catalog.reindex_complete():
+            log.info("reindex into %s complete: switching searches to it", model)
+            self.publish(switched(model))
 
     def remove_media(self, media_id: str) -> int:
         """DeleteMedia: the removal as an event, like the sampler's; the faces removed."""
@@ -58,7 +72,7 @@ class LocalEvents:
         self.catalog.apply(event)
         for fold in self.on_removed:
             fold(event)
-        removed = self.store.delete_media(event.media_id)
+        removed = self.delete_faces(event.media_id)
         log.info("removed %d faces from the index", removed, extra=media_log(event.media_id))
         return removed
 
@@ -100,13 +114,16 @@ class EmbeddedApp:
     def start(self) -> None:
         s = self.settings
         self.metrics.start()
-        self.embed_pipeline.load()
-        self.query_pipeline.load()
         if self.milvus is not None:
             self.milvus.start()
         uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
+        self._settle_model(uri)
+        self.embed_pipeline.load()
+        self.query_pipeline.load()
         self.store = open_face_store(s.query, uri, self.query_pipeline.model_name, self.query_pipeline.dim)
-        events = LocalEvents(self.catalog, self.store)
+        query_models = ModelSet((self.query_pipeline, self.store), model_loader(s.query, uri))
+        # Set once the query service exists; a removal before then has no faces to delete.
+        events = LocalEvents(self.catalog, lambda media_id: self.query.delete_faces(media_id) if self.query else 0)
         self.query = QueryService(
             self._query_settings(),
             self.query_pipeline,
@@ -114,17 +131,48 @@ class EmbeddedApp:
             self.catalog,
             self.registry,
             remove_media=events.remove_media,
+            models=query_models,
+            publish=events.publish,
         )
         self.query.start()
-        self.embedder = EmbedderService(s.embedder, self.bus, events, self.embed_pipeline, self.store, self.registry)
+        self.embedder = EmbedderService(
+            s.embedder,
+            self.bus,
+            events,
+            self.embed_pipeline,
+            self.store,
+            self.registry,
+            load_model=model_loader(s.embedder, uri),
+        )
         self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
         events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
+        events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
+        for event in self._index_events():  # the index as the catalog knows it, for every service
+            self.sampler.index_event(event)
+            self.query.index_event(event)
         # Frames of these were in memory when rvs last stopped: sample them again.
         self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
+        self.sampler.reread_again(self.catalog.reindex_undone())
         self.embedder.start()
         self.sampler.start()
         self.query.ready()
+        events.switch_if_complete()  # a reindex that completed just before rvs stopped
         threading.Thread(target=self._report_progress, name="progress", daemon=True).start()
+
+    def _settle_model(self, uri: str) -> None:
+        """The index's model: recorded in the catalog, or seeded on a fresh index (with the model of
+        a collection rvs made before per-model collections, else RVS_MODEL); RVS_MODEL must be it."""
+        configured = self.settings.query.model
+        if not self.catalog.active_model():
+            self.catalog.apply(seed(legacy_model(self.settings.query, uri) or configured))
+        check_model(configured, self.catalog.active_model())
+
+    def _index_events(self) -> list[pb.MediaEvent]:
+        events = [pb.MediaEvent(switched=pb.IndexSwitched(model=self.catalog.active_model()))]
+        if target := self.catalog.reindex_target():
+            at = self.catalog.reindex_requested_at()
+            events.append(pb.MediaEvent(at_ms=at, reindex_requested=pb.ReindexRequested(model=target)))
+        return events
 
     def _query_settings(self) -> QuerySettings:
         """The query settings, with the watched folder among those the search page serves files from."""
@@ -173,6 +221,9 @@ class EmbeddedApp:
         self.bus.close()
         if self.query:
             self.query.stop()
+            self.query.models.close()
+        if self.embedder:
+            self.embedder.models.close()
         if self.store:
             self.store.close()
         if self.milvus:

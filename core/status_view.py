@@ -17,6 +17,28 @@ FINISHED = {pb.MEDIA_STATE_DONE, pb.MEDIA_STATE_FAILED, pb.MEDIA_STATE_DELETED}
 MAX_ROWS = 30
 
 Fetch = Callable[[], list[pb.Media]]
+FetchReindex = Callable[[], "pb.ReindexStatus | None"]  # None: the service keeps no catalog
+
+
+def reindex_lines(r: pb.ReindexStatus | None) -> list[str]:
+    """The index's model, and a reindex's progress with every item whose source is gone."""
+    if r is None or not r.active_model:
+        return []
+    if not r.target_model:
+        last = f"; last reindex into {r.last_model}: {r.items_done}/{r.items_total} items" if r.last_model else ""
+        lines = [f"index: model {r.active_model}{last}"]
+    else:
+        lines = [
+            f"index: model {r.active_model}; reindex into {r.target_model}: {r.items_done}/{r.items_total} items"
+            f" re-read, {len(r.missing)} missing (searches use {r.active_model} until it switches)"
+        ]
+    lines += [f"  missing: {m.uri or m.media_id}  ({m.reason}: {m.detail})" for m in r.missing]
+    return lines
+
+
+def _reindex_running(fetch: FetchReindex | None) -> bool:
+    r = fetch() if fetch else None
+    return bool(r and r.target_model)
 
 
 def state_name(m: pb.Media) -> str:
@@ -60,7 +82,9 @@ def summary(media: list[pb.Media]) -> str:
     return f"{len(media)} media: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
 
-def print_table(media: list[pb.Media], out: Callable[[str], None]) -> None:
+def print_table(media: list[pb.Media], out: Callable[[str], None], reindex: pb.ReindexStatus | None = None) -> None:
+    for line in reindex_lines(reindex):
+        out(line)
     out(f"{'state':<10} {'embedded/sampled':>15} {'faces':>6}  uri")
     for m in media:
         out(plain_line(m))
@@ -68,24 +92,32 @@ def print_table(media: list[pb.Media], out: Callable[[str], None]) -> None:
     out(summary(media))
 
 
-def follow_lines(fetch: Fetch, out: Callable[[str], None], interval_s: float) -> None:
-    """A line whenever an item's progress changes, until nothing is in progress."""
+def follow_lines(
+    fetch: Fetch, out: Callable[[str], None], interval_s: float, fetch_reindex: FetchReindex | None = None
+) -> None:
+    """A line whenever an item's progress (or a reindex's) changes, until nothing is in progress."""
     seen: dict[str, tuple[int, int, int, int]] = {}
+    last_reindex: list[str] = []
     while True:
+        reindex = reindex_lines(fetch_reindex()) if fetch_reindex else []
+        if reindex != last_reindex:
+            for line in reindex:
+                out(line)
+            last_reindex = reindex
         media = fetch()
         for m in media:
             key = (m.state, m.frames_embedded, m.frames_sampled, m.faces_found)
             if seen.get(m.media_id) != key:
                 seen[m.media_id] = key
                 out(plain_line(m))
-        if all(m.state in FINISHED for m in media):
+        if all(m.state in FINISHED for m in media) and not _reindex_running(fetch_reindex):
             out(summary(media))
             return
         time.sleep(interval_s)
 
 
-def live(fetch: Fetch, console: Console, interval_s: float) -> None:
-    """Progress bars redrawn in place until every item is finished."""
+def live(fetch: Fetch, console: Console, interval_s: float, fetch_reindex: FetchReindex | None = None) -> None:
+    """Progress bars redrawn in place until every item is finished (and a reindex has switched)."""
     columns = (
         TextColumn("{task.fields[state]:<9}"),
         BarColumn(bar_width=30),
@@ -97,7 +129,18 @@ def live(fetch: Fetch, console: Console, interval_s: float) -> None:
     tasks: dict[str, TaskID] = {}
     with Progress(*columns, console=console, auto_refresh=False) as progress:
         overall = progress.add_task("all media", total=None, state="", faces=0, error="")
+        reindex_task: TaskID | None = None
         while True:
+            r = fetch_reindex() if fetch_reindex else None
+            if r is not None and (r.target_model or reindex_task is not None):
+                lines = reindex_lines(r)
+                gone = "; ".join(x.strip() for x in lines[1:])
+                what = f"items into {r.target_model or r.last_model} (searches: {r.active_model})"
+                if reindex_task is None:
+                    reindex_task = progress.add_task(
+                        what, total=r.items_total or None, state="reindex", faces="", error=""
+                    )
+                progress.update(reindex_task, description=what, total=r.items_total, completed=r.items_done, error=gone)
             media = fetch()
             many = len(media) > MAX_ROWS
             for m in media:
@@ -119,7 +162,9 @@ def live(fetch: Fetch, console: Console, interval_s: float) -> None:
                 overall, total=len(media), completed=done, state="total", faces=sum(m.faces_found for m in media)
             )
             progress.refresh()
-            if done == len(media):
+            if done == len(media) and not (r and r.target_model):
                 break
             time.sleep(interval_s)
     console.print(summary(media), highlight=False)
+    for line in reindex_lines(fetch_reindex() if fetch_reindex else None):
+        console.print(line, highlight=False)

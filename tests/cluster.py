@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from rvs.store.faces import FaceStore
+from rvs.store.faces import FaceStore, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -147,7 +147,9 @@ class Cluster:
 
     def assert_index_exact(self, media: list[pb.Media]) -> None:
         """Every media's faces are in the index exactly once: none lost, none duplicated."""
-        store = FaceStore(self.milvus_uri, self.collection, "dlib-resnet", 128, consistency="Strong")
+        store = FaceStore(
+            self.milvus_uri, collection_for(self.collection, "dlib-resnet"), "dlib-resnet", 128, consistency="Strong"
+        )
         store.open()
         try:
             for m in media:

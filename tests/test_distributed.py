@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, KafkaBroker, TcpProxy, scrape
 
-from rvs.store.faces import FaceStore
+from rvs.store.faces import FaceStore, collection_for
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw, shared
@@ -176,7 +176,9 @@ def test_delete_media_is_an_event_every_service_folds(cluster: Cluster, watch: P
     photo = by_name()["rumsfeld.jpg"]
     assert stub.DeleteMedia(pb.DeleteMediaRequest(media_id=photo.media_id), timeout=30).faces_removed == 1
     assert "stopped sampling" in cluster.log("sampler") and "a_long.mp4: it was removed" in cluster.log("sampler")
-    store = FaceStore(cluster.milvus_uri, cluster.collection, "dlib-resnet", 128, consistency="Strong")
+    store = FaceStore(
+        cluster.milvus_uri, collection_for(cluster.collection, "dlib-resnet"), "dlib-resnet", 128, consistency="Strong"
+    )
     store.open()
     try:
         time.sleep(3)  # frames the embedder held when the removal came are deleted again

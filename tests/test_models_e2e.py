@@ -15,7 +15,7 @@ from rvs.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
-from rvs.store.faces import FaceStore, IndexModelMismatch
+from rvs.store.faces import FaceStore, IndexModelMismatch, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -87,4 +87,4 @@ def test_pipeline_end_to_end(
 
     # The collection now belongs to this model: another may not write into it, even of its dimension.
     with pytest.raises(IndexModelMismatch, match=model):
-        FaceStore(milvus_uri, collection_name, same_dim, app.query_pipeline.dim).open()
+        FaceStore(milvus_uri, collection_for(collection_name, model), same_dim, app.query_pipeline.dim).open()

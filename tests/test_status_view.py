@@ -85,3 +85,34 @@ def test_frames_that_failed_are_shown_with_their_reason() -> None:
         frames_failed={"EMBED_FAILED": 1},
     )
     assert status_view.plain_line(media).endswith("[not indexed: 2 low confidence; frames failed: 1 embed failed]")
+
+
+def test_a_reindex_is_shown_until_it_switches() -> None:
+    """The reindex's items done of total and every missing source; live and --follow wait for the switch."""
+    gone = pb.MissingItem(media_id="g", uri="/in/gone.jpg", reason="SOURCE_GONE", detail="deleted")
+    running = pb.ReindexStatus(
+        active_model="dlib-resnet", target_model="facenet-casia", items_total=3, items_done=1, missing=[gone]
+    )
+    switched = pb.ReindexStatus(
+        active_model="facenet-casia", last_model="facenet-casia", items_total=3, items_done=2, missing=[gone]
+    )
+    assert status_view.reindex_lines(running) == [
+        "index: model dlib-resnet; reindex into facenet-casia: 1/3 items re-read, 1 missing"
+        " (searches use dlib-resnet until it switches)",
+        "  missing: /in/gone.jpg  (SOURCE_GONE: deleted)",
+    ]
+    assert status_view.reindex_lines(switched)[0] == (
+        "index: model facenet-casia; last reindex into facenet-casia: 2/3 items"
+    )
+    assert status_view.reindex_lines(None) == []
+    done = [pb.Media(media_id="p", uri="/in/p.jpg", state=pb.MEDIA_STATE_DONE, frames_sampled=1, frames_embedded=1)]
+    states = iter([running, running, switched, switched])
+    lines: list[str] = []
+    status_view.follow_lines(lambda: done, lines.append, 0, lambda: next(states))
+    assert [line.split(";")[0] for line in lines if line.startswith("index")] == [
+        "index: model dlib-resnet",
+        "index: model facenet-casia",
+    ]
+    out = io.StringIO()
+    status_view.live(lambda: done, Console(file=out, width=200), 0, iter([running, switched, switched]).__next__)
+    assert "items into facenet-casia" in out.getvalue() and "index: model facenet-casia" in out.getvalue()

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -199,11 +199,25 @@ class FaceStore:
 
         Waits up to `wait_s` for Milvus to be reachable and for a collection that another service
         is creating at the same moment to be ready (it has no index for a short while)."""
+        self._retrying(self._open, wait_s)
+
+    def open_client(self, wait_s: float = 60.0) -> None:
+        """Connect only (waiting for Milvus like `open`), to look at the server's collections."""
+
+        def connect() -> None:
+            try:
+                self.client.list_collections()
+            except _ERRORS as exc:
+                raise self._failed(f"connecting to Milvus at {self.uri}", exc) from exc
+
+        self._retrying(connect, wait_s)
+
+    def _retrying(self, step: Callable[[], None], wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         delay = 0.5
         while True:
             try:
-                return self._open()
+                return step()
             except StoreUnavailable as exc:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -383,10 +397,56 @@ class FaceStore:
             self._client = None
 
 
+def collection_for(base: str, model: str) -> str:
+    """The collection of one model: RVS_COLLECTION plus the model (one collection per model, so a
+    reindex builds the new one while searches read the old)."""
+    return f"{base}__{model.replace('-', '_')}"
+
+
+def recorded_model(client: MilvusClient, collection: str) -> str | None:
+    """The model a collection records in its description; None if there is no such collection."""
+    if not client.has_collection(collection):
+        return None
+    try:
+        found = json.loads(client.describe_collection(collection).get("description") or "{}")
+    except json.JSONDecodeError:
+        found = {}
+    return str(found.get("rvs_model", ""))
+
+
+def legacy_model(settings: StoreSettings, uri: str) -> str | None:
+    """The model of a collection named RVS_COLLECTION itself, as rvs made before one collection per
+    model (None when there is none): that index is adopted, not started again empty."""
+    store = FaceStore(uri, settings.collection, "", 0, _token(settings))
+    store.open_client()
+    try:
+        return recorded_model(store.client, settings.collection)
+    except _ERRORS as exc:
+        raise store._failed(f"reading collections at {uri}", exc) from exc
+    finally:
+        store.close()
+
+
+def _token(settings: StoreSettings) -> str | None:
+    return settings.milvus_token.get_secret_value() if settings.milvus_token else None
+
+
 def open_face_store(settings: StoreSettings, uri: str, model: str, dim: int) -> FaceStore:
-    """The face store a service's settings describe, connected and ready (`uri`: where Milvus is)."""
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = FaceStore(uri, settings.collection, model, dim, token, consistency=settings.consistency)
+    """The face store of `model` that a service's settings describe, connected and ready (`uri`:
+    where Milvus is): `collection_for(RVS_COLLECTION, model)`, or RVS_COLLECTION itself when that is a
+    collection of this model made before per-model collections (adopted: no data lost on upgrade)."""
+    name = collection_for(settings.collection, model)
+    if legacy_model(settings, uri) == model:
+        probe = FaceStore(uri, name, model, dim, _token(settings))
+        probe.open_client()
+        try:
+            if not probe.client.has_collection(name):
+                name = settings.collection
+        except _ERRORS as exc:
+            raise probe._failed(f"reading collections at {uri}", exc) from exc
+        finally:
+            probe.close()
+    store = FaceStore(uri, name, model, dim, _token(settings), consistency=settings.consistency)
     store.open()
     return store
 

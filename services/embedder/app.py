@@ -25,6 +25,7 @@ from rvs.faces.types import Detection
 from rvs.logs import media_log
 from rvs.media.errors import MediaError
 from rvs.media.frames import decode_frame
+from rvs.model_set import Loader, ModelSet
 from rvs.store.faces import FaceRow, FaceStore, StoreRejected, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 
@@ -39,6 +40,7 @@ class _Outcome:
     """What became of one frame of a batch."""
 
     frame: pb.Frame
+    model: str  # whose collection the frame's faces go into
     faces: int = 0  # faces indexed
     rejected: dict[str, int] = field(default_factory=dict)  # faces not indexed by the quality gates
     failure: str = ""  # why the frame is not (wholly) in the index; "" when it is
@@ -64,12 +66,17 @@ class EmbedderService:
         pipeline: FacePipeline,
         store: FaceStore,
         registry: CollectorRegistry,
+        load_model: Loader | None = None,
     ) -> None:
+        """`pipeline` and `store`: the model the service starts with (the index's active one);
+        `load_model` loads another that frames are for (a reindex's), on first need."""
         self.settings = settings
         self.frames = frames
         self.events = events
         self.pipeline = pipeline
         self.store = store
+        self.models = ModelSet((pipeline, store), load_model)
+        self.active = store.model  # the model of frames that name none
         self.metrics = EmbedderMetrics(registry)
         self._removals = Removals()
         self._stopping = threading.Event()
@@ -83,14 +90,23 @@ class EmbedderService:
         """A media item was removed: its frames of that ingest are dropped from now on."""
         self._removals.note(event)
 
+    def index_switched(self, event: pb.MediaEvent) -> None:
+        """Searches moved to another model's collection: frames that name no model are for it."""
+        if event.HasField("switched") and not event.switched.seed:
+            self.active = event.switched.model
+
+    def delete_media(self, media_id: str) -> int:
+        """Delete a removed item's faces from every collection this embedder writes."""
+        return self.models.delete_media(media_id)
+
     def _removed(self, media_id: str, ingested_at_ms: int) -> bool:
         return self._removals.covers(media_id, ingested_at_ms)
 
-    def _undo_removed(self, rows: list[FaceRow]) -> set[str]:
+    def _undo_removed(self, store: FaceStore, rows: list[FaceRow]) -> set[str]:
         """Media removed while their batch was in flight: delete the faces just written again."""
         gone = {r.media_id for r in rows if self._removed(r.media_id, r.ingested_at_ms)}
         for media_id in gone:
-            self.store.delete_media(media_id)
+            store.delete_media(media_id)
             log.info("deleted the faces of a removed item again after a batch in flight", extra=media_log(media_id))
         return gone
 
@@ -171,17 +187,35 @@ class EmbedderService:
             if len(batch) > 1:
                 half = len(batch) // 2
                 return self._process_isolating(batch[:half]) and self._process_isolating(batch[half:])
-            return self._finish([_Outcome(batch[0], failure=EMBED_FAILED, detail=f"{type(exc).__name__}: {exc}")])
+            detail = f"{type(exc).__name__}: {exc}"
+            return self._finish(
+                [_Outcome(batch[0], m, failure=EMBED_FAILED, detail=detail) for m in self._for(batch[0])]
+            )
+
+    def _for(self, frame: pb.Frame) -> list[str]:
+        """The models a frame is for: those it names (a reindex's), else the active one."""
+        return list(dict.fromkeys(frame.models)) or [self.active]
 
     def process(self, batch: list[pb.Frame]) -> bool:
         """Embed and index one batch and report every frame. False if stopped before the faces were
         written. Raises what detection or embedding raises; undecodable frames and rows Milvus
         refuses are set aside with their reason."""
-        outcomes = [_Outcome(f) for f in batch if not self._removed(f.media_id, f.ingested_at_ms)]
-        owned = self._analyse(self._decode(outcomes))
-        if not self._upsert(owned):
-            return False
-        gone = self._undo_removed([row for _, row in owned])
+        outcomes = [
+            _Outcome(f, model)
+            for f in batch
+            if not self._removed(f.media_id, f.ingested_at_ms)
+            for model in self._for(f)
+        ]
+        by_model: dict[str, list[_Outcome]] = defaultdict(list)
+        for outcome in outcomes:
+            by_model[outcome.model].append(outcome)
+        gone: set[str] = set()
+        for model, group in by_model.items():
+            pipeline, store = self.models.get(model)  # ModelUnavailable: the batch is tried again
+            owned = self._analyse(pipeline, self._decode(group))
+            if not self._upsert(store, owned):
+                return False
+            gone |= self._undo_removed(store, [row for _, row in owned])
         return self._finish([o for o in outcomes if o.frame.media_id not in gone])
 
     def _decode(self, outcomes: list[_Outcome]) -> list[tuple[_Outcome, np.ndarray]]:
@@ -193,11 +227,13 @@ class EmbedderService:
                 outcome.failure, outcome.detail = exc.reason, exc.detail
         return decoded
 
-    def _analyse(self, decoded: list[tuple[_Outcome, np.ndarray]]) -> list[tuple[_Outcome, FaceRow]]:
+    def _analyse(
+        self, pipeline: FacePipeline, decoded: list[tuple[_Outcome, np.ndarray]]
+    ) -> list[tuple[_Outcome, FaceRow]]:
         """Detect and embed; one row per face, with the outcome of the frame it is in."""
         if not decoded:
             return []
-        analysis = self.pipeline.analyse([image for _, image in decoded])
+        analysis = pipeline.analyse([image for _, image in decoded])
         self.metrics.detect_seconds.observe(analysis.detect_s)
         self.metrics.embed_seconds.observe(analysis.embed_s)
         owned = []
@@ -224,26 +260,26 @@ class EmbedderService:
             vector=np.asarray(vector),
         )
 
-    def _upsert(self, owned: list[tuple[_Outcome, FaceRow]]) -> bool:
+    def _upsert(self, store: FaceStore, owned: list[tuple[_Outcome, FaceRow]]) -> bool:
         """Write the rows. Rows Milvus refuses are found by halving until each is alone, and noted on
         their frame's outcome; the others are written. False if stopped meanwhile."""
         try:
-            return self._write([row for _, row in owned])
+            return self._write(store, [row for _, row in owned])
         except StoreRejected as exc:
             if len(owned) > 1:
                 half = len(owned) // 2
-                return self._upsert(owned[:half]) and self._upsert(owned[half:])
+                return self._upsert(store, owned[:half]) and self._upsert(store, owned[half:])
             owned[0][0].refuse(str(exc))
             return True
 
-    def _write(self, rows: list[FaceRow]) -> bool:
+    def _write(self, store: FaceStore, rows: list[FaceRow]) -> bool:
         """Write with exponential back-off while Milvus is unavailable; False if stopped meanwhile.
         Raises StoreRejected: retrying what Milvus refuses cannot help."""
         delay = 0.5
         while True:
             try:
                 t0 = time.perf_counter()
-                self.store.upsert(rows)
+                store.upsert(rows)
                 self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
                 return True
             except StoreRejected:
@@ -285,9 +321,9 @@ class EmbedderService:
 
     @staticmethod
     def _events(outcomes: list[_Outcome]) -> list[pb.MediaEvent]:
-        per_media: dict[str, list[_Outcome]] = defaultdict(list)
+        per_media: dict[tuple[str, str], list[_Outcome]] = defaultdict(list)
         for outcome in outcomes:
-            per_media[outcome.frame.media_id].append(outcome)
+            per_media[outcome.frame.media_id, outcome.model].append(outcome)
         at_ms = int(time.time() * 1000)
         return [
             pb.MediaEvent(
@@ -298,9 +334,10 @@ class EmbedderService:
                     face_counts=[o.faces for o in done],
                     rejections=[pb.FaceRejections(by_reason=o.rejected) for o in done],
                     failures=[o.failure for o in done],
+                    model=model,
                 ),
             )
-            for media_id, done in per_media.items()
+            for (media_id, model), done in per_media.items()
         ]
 
     def _report(self, events: list[pb.MediaEvent]) -> bool:

@@ -10,9 +10,11 @@ from rvs.bus.kafka import EventFollower, KafkaEventPublisher, KafkaFrameConsumer
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.faces.pipeline import FacePipeline
+from rvs.index_view import IndexView, check_model, seed
 from rvs.logs import media_log
 from rvs.metrics_http import MetricsEndpoint
-from rvs.store.faces import FaceStore, StoreUnavailable, open_face_store
+from rvs.model_set import model_loader
+from rvs.store.faces import FaceStore, StoreUnavailable, legacy_model, open_face_store
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class EmbedderProcess:
         self.events: KafkaEventPublisher | None = None
         self.store: FaceStore | None = None
         self.follower: EventFollower | None = None
+        self.index = IndexView()
 
     def start(self) -> None:
         self.metrics.start()
@@ -42,14 +45,26 @@ class EmbedderProcess:
         self.events = KafkaEventPublisher(self.settings)
         self.consumer = KafkaFrameConsumer(self.settings, on_lag=lambda lags: self._set_lag(lags))
         self.service = EmbedderService(
-            self.settings, self.consumer, self.events, self.pipeline, self.store, self.registry
+            self.settings,
+            self.consumer,
+            self.events,
+            self.pipeline,
+            self.store,
+            self.registry,
+            load_model=model_loader(self.settings, self.settings.milvus_uri),
         )
         self.follower = EventFollower(self.settings, self._fold)
         self.follower.start()
         self.follower.wait_caught_up()  # no frame of an item removed before this start is written
+        if not self.index.active:  # a fresh index: the first service to start records its model
+            self.events.publish(seed(legacy_model(self.settings, self.settings.milvus_uri) or self.settings.model))
+            self.events.flush(30)
+        check_model(self.settings.model, self.index.active or self.settings.model)
         self.service.start()
 
     def _fold(self, event: pb.MediaEvent) -> None:
+        if self.index.apply(event) and self.service is not None:
+            self.service.index_switched(event)
         if not event.HasField("removed") or self.service is None or self.store is None:
             return
         self.service.media_removed(event)
@@ -58,7 +73,7 @@ class EmbedderProcess:
         # This embedder may have written a batch of it after the remover deleted its faces and
         # before this event arrived: delete again (a no-op when there was none).
         try:
-            self.store.delete_media(event.media_id)
+            self.service.delete_media(event.media_id)
         except StoreUnavailable as exc:
             log.error("could not delete the faces of a removed item: %s", exc, extra=media_log(event.media_id))
 

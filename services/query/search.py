@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -45,6 +46,11 @@ class DeadlineExceeded(Exception):
     """The search ran past its deadline (DEADLINE_EXCEEDED)."""
 
 
+class ModelChanged(Exception):
+    """Faces kept from an earlier query were embedded by a model the index no longer uses (it
+    switched): the photo must be analysed again (the search page answers QUERY_EXPIRED)."""
+
+
 class FaceIndexOutOfRange(Exception):
     """face_index names a face that is not there (FAILED_PRECONDITION, reason FACE_INDEX_OUT_OF_RANGE)."""
 
@@ -61,30 +67,49 @@ class SearchEngine:
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.settings.rpc_workers)
+        # The model and its collection as one value, replaced at once by a switch: a search reads it
+        # once, so its query is never embedded by one model and searched in another's collection.
+        self._active = (self.pipeline, self.store)
+        self._analysed_by: weakref.WeakKeyDictionary[Face, FacePipeline] = weakref.WeakKeyDictionary()
+
+    def use(self, pipeline: FacePipeline, store: FaceStore) -> None:
+        """Search with another model and its collection from now on (the index switched)."""
+        self._active = (pipeline, store)
+        self.pipeline, self.store = pipeline, store
+        log.info("searches now use model %s (collection %s)", store.model, store.collection)
 
     @property
     def default_min_score(self) -> float:
+        return self._min_score(self._active[0])
+
+    def _min_score(self, pipeline: FacePipeline) -> float:
         if self.settings.min_score is not None:
             return self.settings.min_score
-        return self.pipeline.encoder.default_min_score
+        return pipeline.encoder.default_min_score
 
     def search(self, request: pb.SearchRequest, deadline: float | None = None) -> pb.SearchResponse:
         """`deadline` (time.monotonic()) is checked between costly steps; Milvus gets what is left."""
         self._check(request)  # cheap checks before the costly analysis of the image
-        return self.search_faces(self.analyse(request.image, deadline), request, deadline)
+        active = self._active
+        return self._search_faces(self._analyse(active[0], request.image, deadline), request, deadline, active)
 
     def analyse(self, image: bytes, deadline: float | None = None) -> list[Face]:
         """The largest max_query_faces faces of the query image, largest first, with their boxes; a
         face is embedded when a search first uses it. Raises NoFace when there is none."""
+        return self._analyse(self._active[0], image, deadline)
+
+    def _analyse(self, pipeline: FacePipeline, image: bytes, deadline: float | None) -> list[Face]:
         if not image:
             raise EmptyImage("the image is empty: send the photo's bytes")
         with self._slot(deadline):
             rgb = decode_image(image, max_pixels=self.settings.max_image_pixels)
             _check_deadline(deadline, "the query image took longer than the deadline to decode")
-            faces = self.pipeline.faces(rgb, self.settings.max_query_faces)
+            faces = pipeline.faces(rgb, self.settings.max_query_faces)
         _check_deadline(deadline, "the query image took longer than the deadline to analyse")
         if not faces:
             raise NoFace("no face found in the query image")
+        for face in faces:
+            self._analysed_by[face] = pipeline
         return faces
 
     def search_faces(
@@ -92,7 +117,19 @@ class SearchEngine:
     ) -> pb.SearchResponse:
         """Search with one of the faces `analyse` found (request.face_index), embedding it if no search
         has yet; request.image is not read."""
-        top_k, min_score = self._check(request)
+        return self._search_faces(faces, request, deadline, self._active)
+
+    def _search_faces(
+        self,
+        faces: list[Face],
+        request: pb.SearchRequest,
+        deadline: float | None,
+        active: tuple[FacePipeline, FaceStore],
+    ) -> pb.SearchResponse:
+        pipeline, store = active
+        if any(self._analysed_by.get(face, pipeline) is not pipeline for face in faces):
+            raise ModelChanged("the index switched models since this photo was analysed: send it again")
+        top_k, min_score = self._check(request, pipeline)
         chosen = self._chosen(request, len(faces))
         vector = self._vector(faces[chosen], deadline)
         _check_deadline(deadline, "the search ran past its deadline")
@@ -103,8 +140,8 @@ class SearchEngine:
             ingested_before_ms=request.ingested_before_ms,
         )
         remaining = None if deadline is None else deadline - time.monotonic()
-        hits = self.store.search(vector, min_score, self.settings.search_candidates, where, remaining)
-        return self._response(faces, chosen, hits, top_k, min_score)
+        hits = store.search(vector, min_score, self.settings.search_candidates, where, remaining)
+        return self._response(faces, chosen, hits, top_k, min_score, pipeline.model_name)
 
     def _vector(self, face: Face, deadline: float | None) -> np.ndarray:
         """The face's vector; embedding it (once, then kept with the face) takes a slot."""
@@ -131,7 +168,7 @@ class SearchEngine:
         return chosen
 
     def _response(
-        self, faces: list[Face], chosen: int, hits: list[FaceHit], top_k: int, min_score: float
+        self, faces: list[Face], chosen: int, hits: list[FaceHit], top_k: int, min_score: float, model: str
     ) -> pb.SearchResponse:
         catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
         # Media deleted from the catalog but not yet from the index are never shown.
@@ -149,16 +186,17 @@ class SearchEngine:
             images=images,
             videos=videos,
             matched=bool(images or videos),
-            model=self.pipeline.model_name,
+            model=model,
             min_score=min_score,
         )
 
-    def _check(self, request: pb.SearchRequest) -> tuple[int, float]:
+    def _check(self, request: pb.SearchRequest, pipeline: FacePipeline | None = None) -> tuple[int, float]:
         """top_k and min_score to use; raises InvalidQuery for parameters out of range."""
         top_k = request.top_k or self.settings.default_top_k
         if top_k > self.settings.max_top_k:
             raise InvalidQuery(f"top_k is {top_k}; the largest allowed is {self.settings.max_top_k}")
-        min_score = request.min_score if request.HasField("min_score") else self.default_min_score
+        default = self._min_score(pipeline or self._active[0])
+        min_score = request.min_score if request.HasField("min_score") else default
         if not -1.0 <= min_score <= 1.0:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
         if request.kinds not in KIND_BY_FILTER:

@@ -18,11 +18,13 @@ from grpc_status import rpc_status
 
 from rvs.bus import BusUnavailable, removal
 from rvs.catalog import Catalog
+from rvs.faces.registry import MODELS
+from rvs.faces.types import ModelUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine, describe_error, media_id_problem
 from rvs.query.security import BearerAuth, server_credentials
-from rvs.store.faces import StoreUnavailable
+from rvs.store.faces import IndexModelMismatch, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -77,12 +79,18 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         metrics: QueryMetrics,
         rpc_deadline_s: float = 30.0,
         remove_media: Callable[[str], int] | None = None,
+        start_reindex: Callable[[str], None] | None = None,
+        delete_faces: Callable[[str], int] | None = None,
     ) -> None:
+        """`start_reindex` records a reindex request for every service (None: no bus to record it
+        on); `delete_faces` deletes a media item's faces from every model's collection."""
         self.engine = engine
         self.catalog = catalog
         self.metrics = metrics
         self.rpc_deadline_s = rpc_deadline_s
         self.remove_media = remove_media or self._remove_here
+        self.start_reindex = start_reindex
+        self.delete_faces = delete_faces or (lambda media_id: self.engine.store.delete_media(media_id))
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -134,7 +142,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         check_media_id(context, request.media_id)
         known = self.catalog.get(request.media_id) if self.catalog else None
         # An id the catalog does not know has no ingest to stop: only stray faces to delete.
-        remove = self.remove_media if known is not None else self.engine.store.delete_media
+        remove = self.remove_media if known is not None else self.delete_faces
         try:
             removed = remove(request.media_id)
         except StoreUnavailable as exc:
@@ -145,9 +153,42 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
             abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
         return pb.DeleteMediaResponse(faces_removed=removed)
 
+    @_instrumented("Reindex")
+    def Reindex(self, request: pb.ReindexRequest, context: grpc.ServicerContext) -> pb.ReindexStatus:
+        catalog = self._need_catalog(context)
+        model = request.model
+        if model not in MODELS:
+            known = ", ".join(sorted(MODELS))
+            abort(context, code_pb2.INVALID_ARGUMENT, "UNKNOWN_MODEL", f"unknown model {model[:64]!r}; one of {known}")
+        running = catalog.reindex_target()
+        if running and running != model:
+            abort(
+                context,
+                code_pb2.FAILED_PRECONDITION,
+                "REINDEX_RUNNING",
+                f"a reindex into {running} is running; wait until it switches (rvs status), then reindex again",
+            )
+        if not running and model != catalog.active_model():
+            if self.start_reindex is None:
+                abort(context, code_pb2.UNIMPLEMENTED, "NO_BUS", "this query service cannot reach the other services")
+            assert self.start_reindex is not None
+            try:
+                self.start_reindex(model)
+            except (ModelUnavailable, IndexModelMismatch) as exc:
+                abort(context, code_pb2.FAILED_PRECONDITION, "MODEL_UNAVAILABLE", str(exc))
+            except StoreUnavailable as exc:
+                abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+            except BusUnavailable as exc:
+                abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the reindex was not recorded: {exc}")
+        return catalog.reindex_status()
+
+    @_instrumented("GetReindex")
+    def GetReindex(self, request: pb.GetReindexRequest, context: grpc.ServicerContext) -> pb.ReindexStatus:
+        return self._need_catalog(context).reindex_status()
+
     def _remove_here(self, media_id: str) -> int:
         """A query service alone (no bus): its own catalog and the index."""
-        removed = self.engine.store.delete_media(media_id)
+        removed = self.delete_faces(media_id)
         if self.catalog is not None:
             self.catalog.apply(removal(media_id))
         return removed

@@ -13,7 +13,9 @@ from prometheus_client import CollectorRegistry
 from rvs.bus import EventPublisher, FramePublisher, removal
 from rvs.catalog import Removals
 from rvs.disk import is_disk_full
+from rvs.index_view import IndexView
 from rvs.logs import media_log
+from rvs.media.hashing import content_id
 from rvs.media.kinds import media_kind
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
@@ -46,6 +48,8 @@ class SamplerService:
         self._jobs: queue.Queue[MediaJob] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._retry_s = 5.0
+        self.index = IndexView()  # the active model and a running reindex, as the events say
+        self._started = False
 
     def requeue(self, media_ids: set[str]) -> None:
         """Sample these again at start (embedded mode: their frames were in memory when rvs stopped)."""
@@ -57,6 +61,32 @@ class SamplerService:
         it, and forget it so a restart does not resume it. A new copy of it is a new ingest."""
         self._removals.note(event)
         self.state.forget_removed(event.media_id, event.at_ms or now_ms())
+
+    def index_event(self, event: pb.MediaEvent) -> None:
+        """Fold an index-wide event; a reindex requested while running is planned at once (one
+        requested before the start is planned by `start`, after every event is folded)."""
+        if self.index.apply(event) and event.HasField("reindex_requested") and self._started:
+            self._plan_reindex()
+
+    def reread_again(self, media_ids: list[str]) -> None:
+        """Re-read these for the running reindex (embedded mode: their frames were in memory)."""
+        if self.index.target:
+            self.state.reread_again(self.index.target, media_ids)
+
+    def _plan_reindex(self) -> None:
+        """Queue a re-read of every known item not yet re-read for the running reindex."""
+        target, at = self.index.target, self.index.requested_at_ms
+        items = self.state.to_reread(target, at)
+        log.info("reindex into %s: re-reading %d media items from their sources", target, len(items))
+        for media_id, uri, kind, discovered in items:
+            uri = self.state.media_uri(media_id) or uri
+            job = MediaJob(media_id, None, uri, kind, "", discovered, (target,), target, reread=True)
+            source = self._owner(uri)
+            if source is None:
+                self._sampler.gone(job, "SOURCE_NOT_WATCHED", f"{uri} is in no source rvs watches now")
+                self.state.reread_done(target, media_id, at)
+                continue
+            self._jobs.put(dataclasses.replace(job, source=source.uri))
 
     def _removed(self, job: MediaJob) -> bool:
         return self._removals.covers(job.media_id, job.discovered_at_ms)
@@ -82,6 +112,9 @@ class SamplerService:
         ]
         for t in self._threads:
             t.start()
+        self._started = True
+        if self.index.target:  # requested before this start (or while it was down): resumed
+            self._plan_reindex()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop scanning and sampling; a media item cut short is resumed at the next start."""
@@ -215,6 +248,11 @@ class SamplerService:
         source = self._owner(job.uri)
         if source is None:
             return
+        if job.reread:
+            self._reread(source, job)
+            return
+        # Decided now, not when found: a reindex requested or switched meanwhile counts.
+        job = dataclasses.replace(job, models=tuple(self.index.models_for_new_media()), reindex=self.index.target)
         if self._removed(job):
             log.info("not sampling %s: it was removed", job.uri, extra=media_log(job.media_id))
             source.release(job.media_id)
@@ -234,6 +272,37 @@ class SamplerService:
                 return
         if self._sampler.run(job):
             self.state.set_status(job.media_id, "sampled")
+            if job.reindex:
+                self.state.reread_done(job.reindex, job.media_id, self.index.requested_at_ms)
             source.release(job.media_id)
         elif not self._stopping.wait(self._retry_s):
             self._jobs.put(job)  # the bus was unavailable: publish the whole item again later
+
+    def _reread(self, source: Source, job: MediaJob) -> None:
+        """Sample a catalogued item again for a reindex's model, from its source as it is now."""
+        at = self.index.requested_at_ms
+        if job.reindex != self.index.target:
+            return  # that reindex switched, or another replaced it
+        if self._removed(job):
+            return
+        try:
+            path = source.local_path(job.uri, job.media_id)
+            # A file is re-read only while it still holds what was indexed (a bucket's download is
+            # checked by local_path); other content under the name is another media item.
+            if not getattr(source, "spools", False) and content_id(path) != job.media_id:
+                raise FileNotFoundError(f"{job.uri} holds other content now")
+        except OSError as exc:
+            self._sampler.gone(job, "SOURCE_GONE", f"the item is no longer in its source: {exc}")
+            self.state.reread_done(job.reindex, job.media_id, at)
+            return
+        except SourceError as exc:
+            self.metrics.source_errors.labels(source.kind, exc.reason).inc()
+            log.warning("%s; will try again", exc.detail, extra=media_log(job.media_id))
+            if not self._stopping.wait(self._retry_s):
+                self._jobs.put(job)
+            return
+        if self._sampler.run(dataclasses.replace(job, path=path)):
+            self.state.reread_done(job.reindex, job.media_id, at)
+            source.release(job.media_id)
+        elif not self._stopping.wait(self._retry_s):
+            self._jobs.put(job)

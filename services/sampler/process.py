@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from rvs.bus.kafka import EventFollower, KafkaEventPublisher, KafkaFramePublisher, ensure_topics
+from rvs.index_view import is_index_event
 from rvs.metrics_http import MetricsEndpoint
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
@@ -35,8 +36,12 @@ class SamplerProcess:
         self.service.start()
 
     def _fold(self, event: pb.MediaEvent) -> None:
-        if event.HasField("removed") and self.service is not None:
+        if self.service is None:
+            return
+        if event.HasField("removed"):
             self.service.media_removed(event)
+        elif is_index_event(event):  # a reindex to run (planned once caught up, at start), a switch
+            self.service.index_event(event)
 
     def stop(self) -> None:
         if self.follower:

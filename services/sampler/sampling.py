@@ -38,6 +38,9 @@ class MediaJob:
     kind: int
     source: str
     discovered_at_ms: int
+    models: tuple[str, ...] = ()  # the collections its frames are for (empty: the active one)
+    reindex: str = ""  # a running reindex's model: report the item re-read for it once published
+    reread: bool = False  # a re-read for the reindex alone: the item's own progress is not reported
 
 
 class Interrupted(Exception):
@@ -91,6 +94,7 @@ class MediaSampler:
                 scale=scale,
                 source=job.source,
                 ingested_at_ms=job.discovered_at_ms,
+                models=job.models,
             )
         )
         self.metrics.frames_published.inc()
@@ -109,7 +113,7 @@ class MediaSampler:
         started = time.monotonic()
         try:
             if job.kind == pb.MEDIA_KIND_IMAGE:
-                self._event(job.media_id, sampling_started=pb.SamplingStarted(frames_expected=1))
+                self._progress(job, sampling_started=pb.SamplingStarted(frames_expected=1))
                 count, duration_ms, (width, height) = 1, 0, self._sample_image(job)
             else:
                 count, duration_ms, (width, height) = self._sample_video(job)
@@ -124,25 +128,42 @@ class MediaSampler:
             log.warning("bus unavailable while sampling %s (%s); will sample it again", job.uri, exc, extra=extra)
             return False
         except MediaError as exc:
-            self.fail(job, exc.reason, exc.detail)
+            if job.reread:  # it was indexed before: the reindex reports it rather than drop it
+                self.gone(job, exc.reason, exc.detail)
+            else:
+                self.fail(job, exc.reason, exc.detail)
             return True
         except Exception as exc:  # one bad file must never stop the sampler
             if is_disk_full(exc):  # not the file's fault: sample it again once there is room
                 log.error("no space left for rvs's state (%s); will sample %s again", exc, job.uri, extra=extra)
                 return False
             log.exception("unexpected error sampling %s", job.uri, extra=extra)
-            self.fail(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
+            (self.gone if job.reread else self.fail)(job, "INTERNAL", f"{type(exc).__name__}: {exc}")
             return True
-        self._event(
-            job.media_id,
+        self._progress(
+            job,
             sampled=pb.MediaSampled(frame_count=count, duration_ms=duration_ms, width=width, height=height),
         )
+        if job.reindex:
+            self._event(job.media_id, reread=pb.ItemReread(model=job.reindex, frame_count=count))
         elapsed = time.monotonic() - started
         self.metrics.media_sampled.labels(kind_label).inc()
         if duration_ms:
             self.metrics.sampling_ratio.observe(elapsed / (duration_ms / 1000))
         log.info("sampled %s: %d frames in %.2fs", job.uri, count, elapsed, extra=extra)
         return True
+
+    def _progress(self, job: MediaJob, **kwargs: object) -> None:
+        """The item's own progress; a re-read for a reindex reports only its ItemReread."""
+        if not job.reread:
+            self._event(job.media_id, **kwargs)
+
+    def gone(self, job: MediaJob, reason: str, detail: str) -> None:
+        """A reindex cannot re-read this item: reported in its status, never silently dropped."""
+        log.warning(
+            "cannot re-read %s for %s: %s (%s)", job.uri, job.reindex, detail, reason, extra=media_log(job.media_id)
+        )
+        self._event(job.media_id, reread=pb.ItemReread(model=job.reindex, gone_reason=reason, gone_detail=detail))
 
     def fail(self, job: MediaJob, reason: str, detail: str) -> None:
         log.warning("cannot ingest %s: %s (%s)", job.uri, detail, reason, extra=media_log(job.media_id))
@@ -168,7 +189,7 @@ class MediaSampler:
             info = video.info
             expected = int(info.duration_ms / 1000 * self.settings.fps) + 1 if info.duration_ms else 0
             started = pb.SamplingStarted(duration_ms=info.duration_ms, frames_expected=expected)
-            self._event(job.media_id, sampling_started=started)
+            self._progress(job, sampling_started=started)
             count = 0
             last_ms = 0
             size = (info.width, info.height)

@@ -26,6 +26,13 @@ CREATE TABLE IF NOT EXISTS media (
     discovered_at_ms INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'sampled', 'failed'))
 );
+-- Media whose frames are on the bus for a reindex (model, requested at): a restart resumes the rest.
+CREATE TABLE IF NOT EXISTS rereads (
+    model TEXT NOT NULL,
+    media_id TEXT NOT NULL,
+    requested_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (model, media_id)
+) WITHOUT ROWID;
 """
 
 
@@ -128,3 +135,23 @@ class WatchState:
                 "SELECT media_id, uri, kind, size, discovered_at_ms FROM media WHERE status='pending'"
                 " ORDER BY discovered_at_ms"
             ).fetchall()
+
+    def to_reread(self, model: str, requested_at_ms: int) -> list[tuple[str, str, int, int]]:
+        """(media_id, uri, kind, discovered_at_ms) of every known item (but failed ones) not yet
+        re-read for the reindex to `model` requested at `requested_at_ms`."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT m.media_id, m.uri, m.kind, m.discovered_at_ms FROM media m WHERE m.status != 'failed'"
+                " AND NOT EXISTS (SELECT 1 FROM rereads r WHERE r.model=? AND r.media_id=m.media_id"
+                " AND r.requested_at_ms=?) ORDER BY m.discovered_at_ms",
+                (model, requested_at_ms),
+            ).fetchall()
+
+    def reread_done(self, model: str, media_id: str, requested_at_ms: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO rereads VALUES (?, ?, ?)", (model, media_id, requested_at_ms))
+
+    def reread_again(self, model: str, media_ids: list[str]) -> None:
+        """Re-read these again (embedded mode: their frames were in memory when rvs stopped)."""
+        with self._lock:
+            self._db.executemany("DELETE FROM rereads WHERE model=? AND media_id=?", [(model, m) for m in media_ids])

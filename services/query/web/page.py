@@ -43,7 +43,7 @@ from rvs.faces.types import Face
 from rvs.media.errors import MediaError
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import SearchEngine, describe_error, media_id_problem
+from rvs.query.search import ModelChanged, SearchEngine, describe_error, media_id_problem
 from rvs.query.web.files import MediaFiles, NotServed
 from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, render
 from rvs.v1 import rvs_pb2 as pb
@@ -306,8 +306,12 @@ class SearchPage:
         deadline = time.monotonic() + self.settings.rpc_deadline_s
 
         def run() -> tuple[list[Face], pb.SearchResponse]:
-            faces = self.engine.analyse(image, deadline)
-            return faces, self.engine.search_faces(faces, search, deadline)
+            try:
+                faces = self.engine.analyse(image, deadline)
+                return faces, self.engine.search_faces(faces, search, deadline)
+            except ModelChanged:  # the index switched models between the two steps: once more
+                faces = self.engine.analyse(image, deadline)
+                return faces, self.engine.search_faces(faces, search, deadline)
 
         faces, response = await self._blocking(run)
         query_id = secrets.token_urlsafe(16)
@@ -328,7 +332,12 @@ class SearchPage:
             raise ApiError(code_pb2.NOT_FOUND, "QUERY_EXPIRED", "this query is no longer kept: send the photo again")
         search = _search_request(request.query_params)
         deadline = time.monotonic() + self.settings.rpc_deadline_s
-        response = await self._blocking(lambda: self.engine.search_faces(faces, search, deadline))
+        try:
+            response = await self._blocking(lambda: self.engine.search_faces(faces, search, deadline))
+        except ModelChanged as exc:  # kept faces of the model of before a reindex's switch
+            with self._queries_lock:
+                self._queries.pop(query_id, None)
+            raise ApiError(code_pb2.NOT_FOUND, "QUERY_EXPIRED", f"this query is no longer kept: {exc}") from exc
         return self._answer(query_id, response)
 
     def _answer(self, query_id: str, response: pb.SearchResponse) -> Response:
