@@ -265,10 +265,7 @@ class SamplerService:
                 self.state.set_status(job.media_id, "failed")
                 return
             except SourceError as exc:
-                self.metrics.source_errors.labels(source.kind, exc.reason).inc()
-                log.warning("%s; will try again", exc.detail, extra=media_log(job.media_id))
-                if not self._stopping.wait(self._retry_s):
-                    self._jobs.put(job)
+                self._retry_later(source, job, exc)
                 return
         if self._sampler.run(job):
             self.state.set_status(job.media_id, "sampled")
@@ -277,6 +274,13 @@ class SamplerService:
             source.release(job.media_id)
         elif not self._stopping.wait(self._retry_s):
             self._jobs.put(job)  # the bus was unavailable: publish the whole item again later
+
+    def _retry_later(self, source: Source, job: MediaJob, exc: SourceError) -> None:
+        """The source cannot be read just now (a bucket unreachable): the job goes back in the queue."""
+        self.metrics.source_errors.labels(source.kind, exc.reason).inc()
+        log.warning("%s; will try again", exc.detail, extra=media_log(job.media_id))
+        if not self._stopping.wait(self._retry_s):
+            self._jobs.put(job)
 
     def _reread(self, source: Source, job: MediaJob) -> None:
         """Sample a catalogued item again for a reindex's model, from its source as it is now."""
@@ -296,10 +300,7 @@ class SamplerService:
             self.state.reread_done(job.reindex, job.media_id, at)
             return
         except SourceError as exc:
-            self.metrics.source_errors.labels(source.kind, exc.reason).inc()
-            log.warning("%s; will try again", exc.detail, extra=media_log(job.media_id))
-            if not self._stopping.wait(self._retry_s):
-                self._jobs.put(job)
+            self._retry_later(source, job, exc)
             return
         if self._sampler.run(dataclasses.replace(job, path=path)):
             self.state.reread_done(job.reindex, job.media_id, at)
