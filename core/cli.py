@@ -364,7 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if unknown := [
         m
         for m, p in zip(models, pairings, strict=True)
-        if p["model"] not in MODELS or p.get("detector", "mtcnn") not in DETECTORS
+        if p["model"] not in MODELS or p.get("detector") not in (None, *DETECTORS)
     ]:
         print(
             f"rvs eval: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}, each optionally "

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from rvs.config import ModelSettings
 from rvs.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
 from rvs.media.video import VideoSampler
@@ -147,7 +148,8 @@ def evaluate(
     base = manifest_path.parent
     top_k = int(manifest.get("top_k", 5))
     clips = manifest["clips"]
-    label = f"{model_settings.get('model')}+{model_settings.get('detector', 'mtcnn')}"  # as rvs eval names it
+    chosen = ModelSettings(**model_settings)  # type: ignore[arg-type]
+    label = f"{chosen.model}+{chosen.detector}"  # as rvs eval names it
     with tempfile.TemporaryDirectory(prefix="rvs-eval-watch-") as tmp:
         watch = Path(tmp)
         uris = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -14,6 +15,11 @@ from PIL import Image
 
 from rvs.faces.types import Detection
 from rvs.media.frames import fit_within
+
+if TYPE_CHECKING:
+    import torch
+
+    from rvs.config import ModelSettings
 
 LOW_CONFIDENCE, TOO_SMALL, BLURRY, POSE = "LOW_CONFIDENCE", "TOO_SMALL", "BLURRY", "POSE"
 
@@ -80,6 +86,11 @@ class FaceDetector(ABC):
         self.min_face_size = min_face_size
         self.max_side = max_side
         self.gates = gates or QualityGates()
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: ModelSettings, device: torch.device, gates: QualityGates) -> FaceDetector:
+        """The detector the settings ask for, on `device` where it runs on torch."""
 
     @abstractmethod
     def load(self) -> None: ...

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
+from rvs.config import ModelSettings
 from rvs.faces.detector import FaceDetector, QualityGates, RawFace
 
 
@@ -27,6 +28,10 @@ class MtcnnDetector(FaceDetector):
         # 4.3 at 16: larger pyramids fall out of cache); a GPU wants the whole batch at once.
         self.chunk = 4 if device.type == "cpu" else 64
         self._mtcnn: MTCNN | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, device: torch.device, gates: QualityGates) -> MtcnnDetector:
+        return cls(device, settings.min_face_size, settings.detect_max_side, gates, settings.detect_thresholds)
 
     def load(self) -> None:
         if self._mtcnn is None:

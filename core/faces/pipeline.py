@@ -16,7 +16,6 @@ from rvs.config import ModelSettings
 from rvs.faces.detector import FaceDetector, FrameFaces, QualityGates
 from rvs.faces.encoders import EncoderContext, FaceEncoder
 from rvs.faces.model_files import ModelCache
-from rvs.faces.mtcnn import MtcnnDetector
 from rvs.faces.registry import DETECTORS, MODELS, implementation
 from rvs.faces.types import Detection, Face
 from rvs.media.frames import fit_within
@@ -73,12 +72,7 @@ def build_detector(settings: ModelSettings, device: torch.device) -> FaceDetecto
         min_sharpness=settings.min_sharpness,
         max_yaw=settings.max_yaw,
     )
-    if spec.name == "mtcnn":  # the only detector on the torch device, with thresholds of its own
-        return MtcnnDetector(
-            device, settings.min_face_size, settings.detect_max_side, gates, settings.detect_thresholds
-        )
-    cache = ModelCache(settings.models_dir, settings.package_index_url)
-    detector = implementation(spec.detector)(cache, settings.min_face_size, settings.detect_max_side, gates)
+    detector = implementation(spec.detector).from_settings(settings, device, gates)
     assert isinstance(detector, FaceDetector)
     return detector
 

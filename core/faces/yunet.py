@@ -8,7 +8,9 @@ import threading
 
 import cv2
 import numpy as np
+import torch
 
+from rvs.config import ModelSettings
 from rvs.faces.detector import FaceDetector, QualityGates, RawFace
 from rvs.faces.model_files import YUNET, ModelCache
 from rvs.faces.opencv_dnn import create
@@ -31,6 +33,11 @@ class YunetDetector(FaceDetector):
         self.cache = cache
         self._net: cv2.FaceDetectorYN | None = None
         self._lock = threading.Lock()  # one OpenCV network is not safe to run from two threads
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, device: torch.device, gates: QualityGates) -> YunetDetector:
+        cache = ModelCache(settings.models_dir, settings.package_index_url)
+        return cls(cache, settings.min_face_size, settings.detect_max_side, gates)  # CPU, whatever the device
 
     def load(self) -> None:
         if self._net is None:
