@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from rvs.catalog import Catalog, CatalogCollector
+from rvs.core.catalog import Catalog, CatalogCollector
 from rvs.v1 import rvs_pb2 as pb
 
 from common import percentiles, save

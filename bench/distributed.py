@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from rvs.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.embedded_milvus import EmbeddedMilvus
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -69,7 +69,7 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
     ports = [free_port() for _ in range(n)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "rvs", "embedder", "--metrics-port", str(p)],
+            [sys.executable, "-m", "rvs.cli", "embedder", "--metrics-port", str(p)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -82,7 +82,7 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
             [
                 sys.executable,
                 "-m",
-                "rvs",
+                "rvs.cli",
                 "query",
                 "--port",
                 str(query_port),
@@ -126,7 +126,7 @@ def run(n: int, tmp: Path, bootstrap: str, milvus_uri: str, clips: list[Path], f
             [
                 sys.executable,
                 "-m",
-                "rvs",
+                "rvs.cli",
                 "sampler",
                 "--watch",
                 str(watch),

@@ -72,7 +72,7 @@ def ingest(clips: list[Path], env_extra: dict[str, str], tmp: Path) -> dict[str,
         "RVS_LOG_LEVEL": "WARNING",
         **env_extra,
     }
-    cmd = [sys.executable, "-m", "rvs", "up", "--watch", str(inbox), "--data-dir", str(data), "--port", str(port)]
+    cmd = [sys.executable, "-m", "rvs.cli", "up", "--watch", str(inbox), "--data-dir", str(data), "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     memory = MemorySampler(proc.pid)
     memory.start()

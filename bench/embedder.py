@@ -33,10 +33,10 @@ import torch
 from facenet_pytorch import MTCNN, InceptionResnetV1
 from PIL import Image
 
-from rvs.config import ModelSettings
+from rvs.core.config import ModelSettings
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.media.video import VideoSampler
 from rvs.embedder.config import EmbedderSettings
-from rvs.faces.pipeline import FacePipeline
-from rvs.media.video import VideoSampler
 
 from common import SHARED, facenet_weights, save, talking_head_clip
 

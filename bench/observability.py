@@ -22,17 +22,17 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry
 
-from rvs.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.media.frames import encode_jpeg
+from rvs.core.media.video import VideoSampler
+from rvs.core.metrics_http import MetricsEndpoint
+from rvs.core.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.faces import open_face_store
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
-from rvs.faces.pipeline import FacePipeline
-from rvs.media.frames import encode_jpeg
-from rvs.media.video import VideoSampler
-from rvs.metrics_http import MetricsEndpoint
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
-from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import open_face_store
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 

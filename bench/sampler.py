@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from rvs.media.video import VideoSampler
+from rvs.core.media.video import VideoSampler
 
 from common import save, talking_head_clip
 

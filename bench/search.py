@@ -29,12 +29,12 @@ import numpy as np
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from rvs.config import ModelSettings
-from rvs.faces.pipeline import FacePipeline
+from rvs.core.config import ModelSettings
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.faces import FaceRow, FaceStore
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
-from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceRow, FaceStore
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 

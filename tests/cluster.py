@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from rvs.store.faces import FaceStore, collection_for
+from rvs.core.store.faces import FaceStore, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -88,7 +88,7 @@ class Cluster:
         self.metrics_ports[name] = free_port()
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "rvs", *args, "--metrics-port", str(self.metrics_ports[name])],
+            [sys.executable, "-m", "rvs.cli", *args, "--metrics-port", str(self.metrics_ports[name])],
             env={**self.env, **self.env_for.get(name, {})},
             stdout=log,
             stderr=subprocess.STDOUT,

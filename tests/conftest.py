@@ -12,9 +12,9 @@ import grpc
 import pytest
 
 if TYPE_CHECKING:
-    from rvs.bus.memory import MemoryFrameBus
+    from rvs.core.bus.memory import MemoryFrameBus
+    from rvs.core.store.embedded_milvus import EmbeddedMilvus
     from rvs.sampler.app import SamplerService
-    from rvs.store.embedded_milvus import EmbeddedMilvus
 
     from recorder import Recorder
 
@@ -61,7 +61,7 @@ def free_port() -> int:
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMilvus]:
     """A real Milvus server (the embedded standalone binary), once per test session; a fault test
     may stop and start it again (on the same data and port)."""
-    from rvs.store.embedded_milvus import EmbeddedMilvus
+    from rvs.core.store.embedded_milvus import EmbeddedMilvus
 
     server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), free_port())
     server.start()
@@ -102,7 +102,7 @@ def sampler(tmp_path: Path) -> Iterator[Callable[..., tuple[SamplerService, Memo
     """Starts a sampler service on tmp_path/watch with the in-memory bus; stopped after the test."""
     from prometheus_client import CollectorRegistry
 
-    from rvs.bus.memory import MemoryFrameBus
+    from rvs.core.bus.memory import MemoryFrameBus
     from rvs.sampler.app import SamplerService
     from rvs.sampler.config import SamplerSettings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from rvs.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from rvs.faces.detector import FrameFaces
-from rvs.faces.pipeline import Analysis
-from rvs.faces.types import Detection
-from rvs.media.frames import encode_jpeg
+from rvs.core.faces.detector import FrameFaces
+from rvs.core.faces.pipeline import Analysis
+from rvs.core.faces.types import Detection
+from rvs.core.media.frames import encode_jpeg
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw

@@ -36,7 +36,7 @@ def test_generated_stubs_match_the_proto(tmp_path: Path) -> None:
         == 0
     )
     fresh = (tmp_path / "rvs" / "v1" / "rvs_pb2.py").read_text()
-    assert Path(rvs_pb2.__file__).read_text() == fresh, "stubs are stale: run `uv sync --reinstall-package rvs`"
+    assert Path(rvs_pb2.__file__).read_text() == fresh, "stubs are stale: run `uv sync --reinstall-package rvs-api`"
     assert hasattr(rvs_pb2_grpc, "SearchServiceStub")
     assert rvs_pb2.DESCRIPTOR.package == "rvs.v1"
 
@@ -57,7 +57,7 @@ def test_settings_come_from_rvs_env_and_reject_unknown_keys(monkeypatch: pytest.
 
 
 def test_help_shows_env_fallbacks() -> None:
-    out = subprocess.run([sys.executable, "-m", "rvs", "up", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "rvs.cli", "up", "--help"], capture_output=True, text=True, check=True)
     for env in ("RVS_WATCH_DIR", "RVS_MODEL", "RVS_DATA_DIR", "RVS_PORT", "RVS_MILVUS_URI"):
         assert env in out.stdout
     for field in ("watch_dir", "model", "data_dir", "port", "milvus_uri", "weights_path", "metrics_port"):

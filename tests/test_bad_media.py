@@ -128,8 +128,8 @@ def test_bad_media_corpus(sampler: Callable, tmp_path: Path) -> None:
 _SAMPLE_LONG = """
 import json, sys
 from pathlib import Path
-from rvs.media.video import VideoSampler
-from rvs.media.frames import encode_jpeg
+from rvs.core.media.video import VideoSampler
+from rvs.core.media.frames import encode_jpeg
 
 def hwm_kib():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])

@@ -19,7 +19,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.memory import MemoryFrameBus
+from rvs.core.bus.memory import MemoryFrameBus
 from rvs.sampler.app import SamplerService
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics

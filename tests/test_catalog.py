@@ -3,7 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from rvs.catalog import Catalog, CatalogCollector
+from rvs.core.catalog import Catalog, CatalogCollector
 from rvs.v1 import rvs_pb2 as pb
 
 

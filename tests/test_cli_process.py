@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 
 def rvs(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rvs", *args], capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+    return subprocess.run([sys.executable, "-m", "rvs.cli", *args], capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
 
 
 def wait_serving(target: str, proc: subprocess.Popen[str], timeout_s: float = 120) -> None:
@@ -46,7 +46,7 @@ def run_in_terminal(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
     """Run an rvs command with a pseudo-terminal as its stdout, as a person at a terminal would."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rvs", *args], stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "160"}
+        [sys.executable, "-m", "rvs.cli", *args], stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "160"}
     )
     os.close(slave)
     chunks = []
@@ -71,7 +71,7 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
         [
             sys.executable,
             "-m",
-            "rvs",
+            "rvs.cli",
             "up",
             "--watch",
             str(watch),

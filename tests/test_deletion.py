@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.memory import MemoryFrameBus
+from rvs.core.bus.memory import MemoryFrameBus
+from rvs.core.faces.pipeline import Analysis, FacePipeline
+from rvs.core.store.faces import FaceStore
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
-from rvs.faces.pipeline import Analysis, FacePipeline
-from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import free_port, lfw, shared

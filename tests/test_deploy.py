@@ -12,18 +12,21 @@ import subprocess
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rvs.catalog import Catalog, CatalogCollector
-from rvs.cli import build_parser
+from rvs.core.catalog import Catalog, CatalogCollector
+from rvs.embedder import main as embedder_main
 from rvs.embedder.config import EmbedderSettings
 from rvs.embedder.metrics import EmbedderMetrics
+from rvs.query import main as query_main
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
+from rvs.sampler import main as sampler_main
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
 
 from conftest import ROOT
 
 SETTINGS = {"sampler": SamplerSettings, "embedder": EmbedderSettings, "query": QuerySettings}
+PARSERS = {"sampler": sampler_main.build_parser, "embedder": embedder_main.build_parser, "query": query_main.build_parser}
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
@@ -58,14 +61,11 @@ def test_only_the_query_service_is_published_beyond_loopback(compose: dict) -> N
 
 
 def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> None:  # type: ignore[type-arg]
-    parser = build_parser()
     built = {name: svc for name, svc in compose["services"].items() if "build" in svc}
     assert set(built) == {"sampler", "embedder", "query"}
     for name, svc in built.items():
-        command = svc["command"]
-        assert command[0] == name
-        args = parser.parse_args(command)  # unknown sub-commands or flags exit here
-        assert args.func.__name__ == f"cmd_{name}"
+        assert svc["build"]["target"] == name  # the image of that service's member only
+        PARSERS[name]().parse_args(svc.get("command") or [])  # unknown flags exit here
         fields = SETTINGS[name].model_fields
         for var in svc["environment"]:
             if var.startswith("RVS_"):
@@ -74,6 +74,14 @@ def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> Non
             for var, value in svc["environment"].items():
                 env.setenv(var, value)
             SETTINGS[name]()
+
+
+def test_each_service_image_installs_its_member_only() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    for name in SETTINGS:
+        stage = dockerfile.split(f"AS {name}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert f"--package rvs-{name}\n" in stage, stage
+        assert f'ENTRYPOINT ["rvs-{name}"]' in stage, stage
 
 
 def test_embedder_reserves_a_gpu_and_can_scale(compose: dict) -> None:  # type: ignore[type-arg]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, KafkaBroker, TcpProxy, scrape
 
-from rvs.store.faces import FaceStore, collection_for
+from rvs.core.store.faces import FaceStore, collection_for
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw, shared

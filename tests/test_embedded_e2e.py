@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from rvs.embedded import EmbeddedSettings
+from rvs.cli.embedded import EmbeddedSettings
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import error_reason, free_port, lfw, shared

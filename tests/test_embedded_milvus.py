@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rvs.store.embedded_milvus import EmbeddedMilvus
-from rvs.store.faces import FaceStore
+from rvs.core.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.faces import FaceStore
 
 from conftest import free_port
 

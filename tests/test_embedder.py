@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rvs.bus.memory import MemoryFrameBus
-from rvs.catalog import Catalog
+from rvs.core.bus.memory import MemoryFrameBus
+from rvs.core.catalog import Catalog
+from rvs.core.store.faces import FaceStore
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
-from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
 
 from fake_pipeline import DIM, FakePipeline, frame, photo_jpeg, reported, tiny

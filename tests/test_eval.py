@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rvs.catalog import Catalog
-from rvs.evaluation import measures, report
-from rvs.evaluation.videos import QueryResult, VideoEval, measure, query_image, returned, suggest
-from rvs.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
-from rvs.faces.types import Detection
+from rvs.cli.evaluation import measures, report
+from rvs.cli.evaluation.videos import QueryResult, VideoEval, measure, query_image, returned, suggest
+from rvs.core.catalog import Catalog
+from rvs.core.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
+from rvs.core.faces.types import Detection
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import LFW, MEDIA, ROOT, lfw
@@ -166,7 +166,7 @@ def test_eval_refuses_a_model_the_registry_lacks() -> None:
 
 def rvs_eval(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rvs", "eval", *args], capture_output=True, text=True, timeout=900, cwd=ROOT
+        [sys.executable, "-m", "rvs.cli", "eval", *args], capture_output=True, text=True, timeout=900, cwd=ROOT
     )
 
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from rvs.config import ModelSettings
-from rvs.evaluation.images import read_pairs
-from rvs.evaluation.measures import best_threshold
-from rvs.faces.encoders import FacenetEncoder
-from rvs.faces.facenet_graph import CONVERTED, casia_weights, is_converted, record_path
-from rvs.faces.model_files import FACENET_CASIA_GRAPH, ModelCache
-from rvs.faces.pipeline import FacePipeline
-from rvs.media.images import decode_image
+from rvs.cli.evaluation.images import read_pairs
+from rvs.cli.evaluation.measures import best_threshold
+from rvs.core.config import ModelSettings
+from rvs.core.faces.encoders import FacenetEncoder
+from rvs.core.faces.facenet_graph import CONVERTED, casia_weights, is_converted, record_path
+from rvs.core.faces.model_files import FACENET_CASIA_GRAPH, ModelCache
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.media.images import decode_image
 
 from conftest import LFW, lfw, shared
 

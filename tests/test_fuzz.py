@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from rvs.faces.pipeline import FacePipeline
-from rvs.media.errors import MediaError
-from rvs.media.images import decode_image
-from rvs.media.video import VideoSampler
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.media.errors import MediaError
+from rvs.core.media.images import decode_image
+from rvs.core.media.video import VideoSampler
+from rvs.core.store.faces import open_face_store
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
-from rvs.store.faces import open_face_store
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 

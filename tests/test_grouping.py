@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from rvs.core.store.faces import FaceHit, face_key
 from rvs.query.grouping import best_per_frame, group_hits, merge_segments
-from rvs.store.faces import FaceHit, face_key
 from rvs.v1 import rvs_pb2 as pb
 
 VIDEO, IMAGE = pb.MEDIA_KIND_VIDEO, pb.MEDIA_KIND_IMAGE

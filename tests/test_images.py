@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rvs.media.errors import DecodeError, EmptyFile, TooLarge
-from rvs.media.images import decode_image
+from rvs.core.media.errors import DecodeError, EmptyFile, TooLarge
+from rvs.core.media.images import decode_image
 
 from conftest import lfw
 

@@ -10,12 +10,12 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from rvs.bus import BusUnavailable
-from rvs.bus.kafka import KafkaEventPublisher, KafkaFrameConsumer, KafkaFramePublisher, ensure_topics
-from rvs.config import BusSettings
+from rvs.core.bus import BusUnavailable
+from rvs.core.bus.kafka import KafkaEventPublisher, KafkaFrameConsumer, KafkaFramePublisher, ensure_topics
+from rvs.core.config import BusSettings
+from rvs.core.store.faces import FaceStore
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
-from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
 
 from fake_pipeline import DIM, FakePipeline, photo_jpeg, reported, tiny

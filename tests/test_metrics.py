@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from rvs.catalog import Catalog, CatalogCollector
+from rvs.core.catalog import Catalog, CatalogCollector
 from rvs.embedder.metrics import EmbedderMetrics
 from rvs.query.metrics import QueryMetrics
 from rvs.sampler.metrics import SamplerMetrics

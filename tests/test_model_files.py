@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rvs.faces.model_files import YUNET, ModelFile, ensure, is_intact
-from rvs.faces.types import ModelUnavailable
+from rvs.core.faces.model_files import YUNET, ModelFile, ensure, is_intact
+from rvs.core.faces.types import ModelUnavailable
 
 from conftest import ROOT, free_port
 
@@ -147,7 +147,7 @@ def test_a_wheel_downloaded_by_hand_is_used(tmp_path: Path, index: Index) -> Non
 def test_rvs_models_lists_every_model_and_file(tmp_path: Path) -> None:
     env = {"RVS_MODELS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "rvs", "models"], capture_output=True, text=True, check=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "rvs.cli", "models"], capture_output=True, text=True, check=True, env=env, cwd=ROOT
     ).stdout
     for name in ("sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "mtcnn", "yunet"):
         assert f"\n  {name}  " in out
@@ -158,6 +158,6 @@ def test_rvs_models_lists_every_model_and_file(tmp_path: Path) -> None:
     ):
         assert f"MISSING  {tmp_path}/{file}" in out
     bad = subprocess.run(
-        [sys.executable, "-m", "rvs", "models", "fetch", "nope"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "rvs.cli", "models", "fetch", "nope"], capture_output=True, text=True, env=env
     )
     assert bad.returncode == 1 and "unknown model, detector or file 'nope'" in bad.stderr

@@ -9,10 +9,10 @@ import pytest
 import torch
 from facenet_pytorch import InceptionResnetV1
 
-from rvs.config import ModelSettings
-from rvs.faces.pipeline import FacePipeline, build_encoder
-from rvs.faces.types import ModelUnavailable
-from rvs.media.images import decode_image
+from rvs.core.config import ModelSettings
+from rvs.core.faces.pipeline import FacePipeline, build_encoder
+from rvs.core.faces.types import ModelUnavailable
+from rvs.core.media.images import decode_image
 
 from conftest import lfw
 from media_factory import load_rgb

@@ -11,11 +11,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from rvs.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.core.store.faces import FaceStore, IndexModelMismatch, collection_for
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
-from rvs.store.faces import FaceStore, IndexModelMismatch, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 

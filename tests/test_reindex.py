@@ -17,9 +17,9 @@ import grpc
 import pytest
 from cluster import Cluster, scrape
 
-from rvs.embedded import EmbeddedApp, EmbeddedSettings
-from rvs.index_view import ModelMismatch
-from rvs.store.faces import FaceStore, collection_for
+from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.core.index_view import ModelMismatch
+from rvs.core.store.faces import FaceStore, collection_for
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -160,7 +160,7 @@ def test_distributed_reindex_with_kafka_and_milvus_server(
         assert search(stub, lfw(POWELL, 2)).model == OLD
         (watch / "bush.jpg").unlink()
         cli = subprocess.run(
-            [sys.executable, "-m", "rvs", "reindex", "--model", NEW, "--target", f"127.0.0.1:{cluster.port}"],
+            [sys.executable, "-m", "rvs.cli", "reindex", "--model", NEW, "--target", f"127.0.0.1:{cluster.port}"],
             capture_output=True,
             text=True,
             timeout=180,
@@ -182,7 +182,7 @@ def test_distributed_reindex_with_kafka_and_milvus_server(
         assert names(search(stub, lfw(POWELL, 2))) == {"powell.jpg"}
         assert names(search(stub, driving / "d19.jpg")) == {"d18.mp4"}
         status = subprocess.run(
-            [sys.executable, "-m", "rvs", "status", "--once", "--target", f"127.0.0.1:{cluster.port}"],
+            [sys.executable, "-m", "rvs.cli", "status", "--once", "--target", f"127.0.0.1:{cluster.port}"],
             capture_output=True,
             text=True,
             timeout=60,

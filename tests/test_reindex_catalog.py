@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rvs.catalog import Catalog
-from rvs.index_view import IndexView
+from rvs.core.catalog import Catalog
+from rvs.core.index_view import IndexView
 from rvs.v1 import rvs_pb2 as pb
 
 A, B = "dlib-resnet", "facenet-casia"

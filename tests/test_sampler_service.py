@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rvs.bus.memory import MemoryFrameBus
+from rvs.core.bus.memory import MemoryFrameBus
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import lfw

@@ -22,13 +22,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from rvs.catalog import Catalog
-from rvs.faces.pipeline import FacePipeline
-from rvs.metrics_http import MetricsEndpoint
+from rvs.core.catalog import Catalog
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.metrics_http import MetricsEndpoint
+from rvs.core.store.faces import open_face_store
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
 from rvs.query.search import FaceIndexOutOfRange
-from rvs.store.faces import open_face_store
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -128,7 +128,7 @@ def test_tls_and_mutual_tls(query: Start, ca: trustme.CA, tmp_path: Path) -> Non
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake fails
 
     # The CLI's flags: --tls-ca and --token (or RVS_AUTH_TOKEN).
-    cli = [sys.executable, "-m", "rvs", "search", str(lfw("Tony_Blair", 2)), "--target", target]
+    cli = [sys.executable, "-m", "rvs.cli", "search", str(lfw("Tony_Blair", 2)), "--target", target]
     ok = subprocess.run([*cli, "--tls-ca", str(ca_file), "--token", TOKEN], capture_output=True, text=True)
     assert ok.returncode == 0 and "dlib-resnet" in ok.stdout, ok.stderr
     no_token = subprocess.run([*cli, "--tls-ca", str(ca_file)], capture_output=True, text=True)

@@ -6,13 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from rvs.config import ModelSettings
-from rvs.faces.detector import FaceDetector
-from rvs.faces.encoders import FaceEncoder
-from rvs.faces.model_files import SFACE, YUNET
-from rvs.faces.pipeline import FacePipeline
-from rvs.faces.registry import DETECTORS, MODELS, implementation
-from rvs.media.images import decode_image
+from rvs.core.config import ModelSettings
+from rvs.core.faces.detector import FaceDetector
+from rvs.core.faces.encoders import FaceEncoder
+from rvs.core.faces.model_files import SFACE, YUNET
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.faces.registry import DETECTORS, MODELS, implementation
+from rvs.core.media.images import decode_image
 
 from conftest import lfw, shared
 

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from rvs import status_view
+from rvs.cli import status_view
 from rvs.v1 import rvs_pb2 as pb
 
 

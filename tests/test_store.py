@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rvs.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter, StoreRejected, StoreUnavailable
+from rvs.core.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import free_port

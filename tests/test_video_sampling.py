@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from rvs.media.errors import DecodeError, EmptyFile, NoVideoStream
-from rvs.media.video import VideoSampler
+from rvs.core.media.errors import DecodeError, EmptyFile, NoVideoStream
+from rvs.core.media.video import VideoSampler
 
 from media_factory import cfr_times, write_audio_only, write_video
 

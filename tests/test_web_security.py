@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rvs.catalog import Catalog
-from rvs.faces.pipeline import FacePipeline
-from rvs.media.hashing import content_id
+from rvs.core.catalog import Catalog
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.media.hashing import content_id
+from rvs.core.store.faces import FaceStore
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine
 from rvs.query.web.files import MediaFiles, NotServed
 from rvs.query.web.page import SearchPage
 from rvs.query.web.server import WebServer
-from rvs.store.faces import FaceStore
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import free_port, shared

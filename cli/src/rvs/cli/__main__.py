@@ -1,0 +1,3 @@
+from rvs.cli.main import main
+
+main()

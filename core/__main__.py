@@ -1,3 +1,0 @@
-from rvs.cli import main
-
-main()

@@ -1,9 +1,0 @@
-"""The bus between the sampler and the embedder: frames one way, progress events alongside.
-
-Two transports share these interfaces: an in-process queue (embedded mode) and Kafka (distributed
-mode). Services depend only on the protocols below.
-"""
-
-from rvs.bus.base import BusClosed, BusUnavailable, EventPublisher, FrameConsumer, FramePublisher, removal
-
-__all__ = ["BusClosed", "BusUnavailable", "EventPublisher", "FrameConsumer", "FramePublisher", "removal"]

@@ -1,0 +1,134 @@
+"""QueryService: model + index + gRPC server + search page, started and stopped as one unit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from rvs.core.catalog import Catalog, CatalogCollector
+from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.index_view import reindex_requested
+from rvs.core.model_set import ModelSet
+from rvs.core.store.faces import FaceStore, StoreUnavailable
+from rvs.query.config import QuerySettings
+from rvs.query.metrics import QueryMetrics
+from rvs.query.search import SearchEngine
+from rvs.query.server import QueryServer, SearchServicer
+from rvs.query.web.page import SearchPage
+from rvs.query.web.server import WebServer
+from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class QueryService:
+    def __init__(
+        self,
+        settings: QuerySettings,
+        pipeline: FacePipeline,
+        store: FaceStore,
+        catalog: Catalog | None,
+        registry: CollectorRegistry,
+        remove_media: Callable[[str], int] | None = None,
+        models: ModelSet | None = None,
+        publish: Callable[[pb.MediaEvent], None] | None = None,
+    ) -> None:
+        """`remove_media` records a DeleteMedia as a removal event for every service and returns the
+        faces removed; without it (no bus) DeleteMedia changes only this service's catalog and the index.
+        `models`: the models this service can search with (`pipeline` and `store` first); `publish`
+        records an event for every service (a reindex request; None: no bus, no reindex)."""
+        self.settings = settings
+        self.catalog = catalog
+        self.models = models or ModelSet((pipeline, store))
+        self._publish = publish
+        self.engine = SearchEngine(settings, pipeline, store, catalog)
+        metrics = QueryMetrics(registry)
+        self.servicer = SearchServicer(
+            self.engine,
+            catalog,
+            metrics,
+            settings.rpc_deadline_s,
+            remove_media,
+            start_reindex=self._start_reindex if publish else None,
+            delete_faces=self.delete_faces,
+        )
+        self.server = QueryServer(settings, self.servicer)
+        self.web: WebServer | None = None
+        if settings.web_port:
+            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls)
+            self.web = WebServer(settings, page.asgi)
+        self._index_size(registry, lambda: self.engine.store, catalog)
+
+    def _start_reindex(self, model: str) -> None:
+        """Load the model and open its collection here first (a model that cannot load is refused
+        before anything starts), then record the request for every service."""
+        assert self._publish is not None
+        self.models.get(model)
+        self._publish(reindex_requested(model))
+
+    def index_event(self, event: pb.MediaEvent) -> None:
+        """An index-wide event, folded into the catalog already: a switch moves searches; a reindex
+        has its model loaded here meanwhile, so the switch does not wait for it."""
+        if event.HasField("reindex_requested"):
+            model = event.reindex_requested.model
+            threading.Thread(target=self._preload, args=(model,), name="preload", daemon=True).start()
+            return
+        if not event.HasField("switched") or event.switched.model == self.engine.store.model:
+            return
+        if self.catalog is None or self.catalog.active_model() == event.switched.model:
+            self.engine.use(*self.models.get(event.switched.model))
+
+    def _preload(self, model: str) -> None:
+        try:
+            self.models.get(model)
+        except Exception:  # the switch loads it again, and says why it cannot
+            log.exception("could not load model %s ahead of the switch", model)
+
+    def delete_faces(self, media_id: str) -> int:
+        """A media item's faces leave every collection: the active model's, a running reindex's
+        and any other loaded here."""
+        active = (self.catalog.active_model(), self.catalog.reindex_target()) if self.catalog else ()
+        return self.models.delete_media(media_id, also=active)
+
+    @staticmethod
+    def _index_size(registry: CollectorRegistry, store: Callable[[], FaceStore], catalog: Catalog | None) -> None:
+        """Index size, read at scrape time: faces from Milvus (the collection searches use), media by
+        state from the catalog."""
+
+        def faces() -> float:
+            try:
+                return float(store().count())
+            except StoreUnavailable:
+                return float("nan")
+
+        Gauge("rvs_index_faces", "Faces in the index.", registry=registry).set_function(faces)
+        if catalog is not None:
+            registry.register(CatalogCollector(catalog))
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        """Serve; health says NOT_SERVING until `ready()` (models and index loaded)."""
+        self.server.start()
+        log.info(
+            "gRPC Search on %s:%d (%s%s)",
+            self.settings.host,
+            self.port,
+            "TLS" if self.server.tls else "plaintext",
+            ", bearer token required" if self.settings.auth_token else "",
+        )
+        if self.web is not None:
+            self.web.start()
+
+    def ready(self) -> None:
+        self.server.set_serving(True)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        if self.web is not None:
+            self.web.stop()
+        self.server.stop(grace_s)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from rvs.core.config import BusSettings, ModelSettings, StoreSettings, is_loopback
+
+
+class QuerySettings(ModelSettings, StoreSettings, BusSettings):
+    """The gRPC API and the search page."""
+
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds to (0.0.0.0 in containers)."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port."""
+    max_message_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    """Largest request accepted (the query image travels inside it)."""
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    """Query images with more pixels than this are refused before decoding."""
+    default_top_k: int = Field(20, ge=1)
+    """Photos and videos returned when a request leaves top_k at 0."""
+    max_top_k: int = Field(1000, ge=1)
+    """Largest top_k a request may ask for."""
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    """Default similarity threshold; unset uses the model's recommended value."""
+    search_candidates: int = Field(4096, ge=1, le=16384)
+    """Faces fetched from Milvus per search before grouping into photos and video segments."""
+    segment_max_gap_ms: int = Field(1500, ge=0)
+    """Matching samples closer than this are merged into one video segment."""
+    max_query_faces: int = Field(64, ge=1, le=1024)
+    """Faces of a query photo that are reported (largest first) and may be chosen with face_index;
+    only the searched one is embedded."""
+    rpc_workers: int = Field(8, ge=1)
+    """Searches (and search page requests) whose costly steps (decoding, detection, embedding) run at
+    once; more wait for a slot within their deadline. Health checks and cheap RPCs never wait for one."""
+    max_concurrent_rpcs: int = Field(64, ge=1)
+    """RPCs in flight beyond this are refused with RESOURCE_EXHAUSTED; each one admitted has a thread at
+    once, so a call whose message never comes holds no search slot."""
+    grpc_keepalive_s: float = Field(60.0, gt=0)
+    """The gRPC server pings a connection idle this long, to find peers that are gone."""
+    grpc_keepalive_timeout_s: float = Field(20.0, gt=0)
+    """A connection whose peer does not answer a ping within this is closed."""
+    grpc_max_connection_idle_s: float = Field(300.0, gt=0)
+    """A connection without RPCs for this long is closed (clients reconnect transparently)."""
+    grpc_max_connection_age_s: float = Field(600.0, gt=0)
+    """A connection older than this is asked to go away (clients reconnect transparently)."""
+    grpc_max_connection_age_grace_s: float = Field(60.0, gt=0)
+    """RPCs still running on a connection past its age get this long; then the connection is closed,
+    which also ends calls that never sent their message."""
+    rpc_deadline_s: float = Field(30.0, gt=0)
+    """Longest a request may run (a client's shorter deadline wins); a Search past it ends with
+    DEADLINE_EXCEEDED."""
+    auth_token: SecretStr | None = None
+    """If set, every RPC but health checks must carry the metadata `authorization: Bearer <token>`
+    (else UNAUTHENTICATED). Required when host or web_host is not a loopback address."""
+    allow_unauthenticated: bool = False
+    """Serve gRPC and the search page on a non-loopback address without auth_token: anyone who
+    reaches the port can search the index and delete media. Only behind another authenticating layer."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the gRPC server; with tls_key_file, the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of the gRPC server."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle: if set, clients must present a certificate it signed (mutual TLS)."""
+    web_host: str = "127.0.0.1"
+    """Interface the search page binds to."""
+    web_port: int = Field(8080, ge=0, le=65535)
+    """Port of the search page (HTTPS with the gRPC server's TLS files, else HTTP; 0: off)."""
+    web_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """Memory for the thumbnails and video frames the search page made (least recently used
+    dropped first; 0: none kept)."""
+    web_media_dirs: tuple[Path, ...] = ()
+    """Folders the search page serves photos and videos from (the watched folders; `rvs up` adds its
+    --watch folder). A file outside them, behind a symbolic link, or whose content is no longer what
+    was indexed is not served."""
+    web_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    """Host names the search page answers to (the Host header without its port; web_host is added when
+    it is a specific address); other names are refused, against DNS rebinding. "*": any."""
+    web_idle_timeout_s: int = Field(10, ge=1)
+    """Seconds a connection to the search page may stay open without a whole request head (new,
+    between requests, or half sent) before it is closed."""
+    web_session_ttl_s: float = Field(12 * 3600, gt=0)
+    """Lifetime of a search page login (session cookie); logging out ends it at once."""
+
+    @model_validator(mode="after")
+    def _no_open_network_access(self) -> QuerySettings:
+        exposed = [h for h in (self.host, self.web_host if self.web_port else "127.0.0.1") if not is_loopback(h)]
+        if exposed and self.auth_token is None and not self.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to serve on {exposed[0]} without a token: anyone on the network could search the "
+                f"index and delete media. Set RVS_AUTH_TOKEN (e.g. `openssl rand -hex 32`), or bind 127.0.0.1, "
+                f"or set RVS_ALLOW_UNAUTHENTICATED=true if another layer authenticates every request"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> QuerySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self

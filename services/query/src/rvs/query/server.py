@@ -1,0 +1,258 @@
+"""gRPC servicer and server: health checking and reflection on, errors as documented status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from rvs.core.bus import BusUnavailable, removal
+from rvs.core.catalog import Catalog
+from rvs.core.faces.registry import MODELS
+from rvs.core.faces.types import ModelUnavailable
+from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
+from rvs.query.config import QuerySettings
+from rvs.query.metrics import QueryMetrics
+from rvs.query.search import SearchEngine, describe_error, media_id_problem
+from rvs.query.security import BearerAuth, server_credentials
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
+ERROR_DOMAIN = "rvs.v1"
+
+T = TypeVar("T")
+
+# Media ids are sha256 hex digests; the index stores at most 64 characters of one.
+
+
+def abort(context: grpc.ServicerContext, code: int, reason: str, message: str) -> None:
+    """Abort with a google.rpc.Status carrying ErrorInfo(reason), so clients can branch on reason."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info])))
+
+
+def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def wrap(handler: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(handler)
+        def run(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> T:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return handler(self, request, context)
+            except Exception:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # set by abort(); else a bug
+                raise
+            finally:
+                self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+                self.metrics.rpcs.labels(method, code.name).inc()
+
+        return run
+
+    return wrap
+
+
+def check_media_id(context: grpc.ServicerContext, media_id: str) -> None:
+    problem = media_id_problem(media_id)
+    if problem is not None:
+        abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", problem)
+
+
+class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
+    def __init__(
+        self,
+        engine: SearchEngine,
+        catalog: Catalog | None,
+        metrics: QueryMetrics,
+        rpc_deadline_s: float = 30.0,
+        remove_media: Callable[[str], int] | None = None,
+        start_reindex: Callable[[str], None] | None = None,
+        delete_faces: Callable[[str], int] | None = None,
+    ) -> None:
+        """`start_reindex` records a reindex request for every service (None: no bus to record it
+        on); `delete_faces` deletes a media item's faces from every model's collection."""
+        self.engine = engine
+        self.catalog = catalog
+        self.metrics = metrics
+        self.rpc_deadline_s = rpc_deadline_s
+        self.remove_media = remove_media or self._remove_here
+        self.start_reindex = start_reindex
+        self.delete_faces = delete_faces or (lambda media_id: self.engine.store.delete_media(media_id))
+
+    @_instrumented("Search")
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        remaining = context.time_remaining()
+        budget = self.rpc_deadline_s if remaining is None else min(self.rpc_deadline_s, remaining)
+        try:
+            response = self.engine.search(request, time.monotonic() + budget)
+        except Exception as exc:
+            described = describe_error(exc)
+            if described is None:
+                log.exception("Search failed")
+                abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
+            else:
+                abort(context, *described)
+        self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
+        return response
+
+    def _need_catalog(self, context: grpc.ServicerContext) -> Catalog:
+        if self.catalog is None:
+            abort(context, code_pb2.UNIMPLEMENTED, "NO_CATALOG", "this query service has no media catalog")
+        assert self.catalog is not None
+        return self.catalog
+
+    @_instrumented("ListMedia")
+    def ListMedia(self, request: pb.ListMediaRequest, context: grpc.ServicerContext) -> pb.ListMediaResponse:
+        catalog = self._need_catalog(context)
+        size = min(request.page_size or 100, 1000)
+        try:
+            offset = int(request.page_token or "0")
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token is not one this server gave")
+        media = catalog.list_media(state=request.state, offset=offset, limit=size + 1)
+        next_token = str(offset + size) if len(media) > size else ""
+        return pb.ListMediaResponse(media=media[:size], next_page_token=next_token)
+
+    @_instrumented("GetMedia")
+    def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:
+        check_media_id(context, request.media_id)
+        media = self._need_catalog(context).get(request.media_id)
+        if media is None:
+            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+        assert media is not None
+        return media
+
+    @_instrumented("DeleteMedia")
+    def DeleteMedia(self, request: pb.DeleteMediaRequest, context: grpc.ServicerContext) -> pb.DeleteMediaResponse:
+        check_media_id(context, request.media_id)
+        known = self.catalog.get(request.media_id) if self.catalog else None
+        # An id the catalog does not know has no ingest to stop: only stray faces to delete.
+        remove = self.remove_media if known is not None else self.delete_faces
+        try:
+            removed = remove(request.media_id)
+        except StoreUnavailable as exc:
+            abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+        except BusUnavailable as exc:
+            abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the removal was not recorded: {exc}")
+        if known is None and not removed:
+            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+        return pb.DeleteMediaResponse(faces_removed=removed)
+
+    @_instrumented("Reindex")
+    def Reindex(self, request: pb.ReindexRequest, context: grpc.ServicerContext) -> pb.ReindexStatus:
+        catalog = self._need_catalog(context)
+        model = request.model
+        if model not in MODELS:
+            known = ", ".join(sorted(MODELS))
+            abort(context, code_pb2.INVALID_ARGUMENT, "UNKNOWN_MODEL", f"unknown model {model[:64]!r}; one of {known}")
+        running = catalog.reindex_target()
+        if running and running != model:
+            abort(
+                context,
+                code_pb2.FAILED_PRECONDITION,
+                "REINDEX_RUNNING",
+                f"a reindex into {running} is running; wait until it switches (rvs status), then reindex again",
+            )
+        if not running and model != catalog.active_model():
+            if self.start_reindex is None:
+                abort(context, code_pb2.UNIMPLEMENTED, "NO_BUS", "this query service cannot reach the other services")
+            assert self.start_reindex is not None
+            try:
+                self.start_reindex(model)
+            except (ModelUnavailable, IndexModelMismatch) as exc:
+                abort(context, code_pb2.FAILED_PRECONDITION, "MODEL_UNAVAILABLE", str(exc))
+            except StoreUnavailable as exc:
+                abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+            except BusUnavailable as exc:
+                abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the reindex was not recorded: {exc}")
+        return catalog.reindex_status()
+
+    @_instrumented("GetReindex")
+    def GetReindex(self, request: pb.GetReindexRequest, context: grpc.ServicerContext) -> pb.ReindexStatus:
+        return self._need_catalog(context).reindex_status()
+
+    def _remove_here(self, media_id: str) -> int:
+        """A query service alone (no bus): its own catalog and the index."""
+        removed = self.delete_faces(media_id)
+        if self.catalog is not None:
+            self.catalog.apply(removal(media_id))
+        return removed
+
+
+def _options(settings: QuerySettings) -> list[tuple[str, int]]:
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", ms(settings.grpc_keepalive_s)),
+        ("grpc.keepalive_timeout_ms", ms(settings.grpc_keepalive_timeout_s)),
+        ("grpc.max_connection_idle_ms", ms(settings.grpc_max_connection_idle_s)),
+        ("grpc.max_connection_age_ms", ms(settings.grpc_max_connection_age_s)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.grpc_max_connection_age_grace_s)),
+    ]
+
+
+class QueryServer:
+    """The gRPC server with the Search API, health checking and reflection."""
+
+    def __init__(self, settings: QuerySettings, servicer: SearchServicer) -> None:
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        interceptors = []
+        if settings.auth_token is not None:
+            metrics = servicer.metrics
+
+            def refused(method: str) -> None:
+                metrics.rpcs.labels(method.rsplit("/", 1)[-1], "UNAUTHENTICATED").inc()
+
+            interceptors.append(BearerAuth(settings.auth_token.get_secret_value(), refused, abort))
+        # A thread for every RPC admitted: a call holds one while its message has not come (gRPC reads it
+        # on the thread), so threads must not be what runs out. Costly work has its own slots
+        # (SearchEngine), and connection ages bound how long a stalled call can hold a thread.
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_rpcs, thread_name_prefix="grpc"),
+            options=_options(settings),
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            interceptors=interceptors,
+        )
+        rvs_pb2_grpc.add_SearchServiceServicer_to_server(servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(settings)
+        self.tls = credentials is not None
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
+        self.set_serving(False)
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(SERVICE_NAME, status)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.set_serving(False)
+        self.server.stop(grace_s).wait()

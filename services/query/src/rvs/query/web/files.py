@@ -1,0 +1,83 @@
+"""Which original files the search page may serve: a file is served only while it is still the one
+that was indexed, where it was indexed. A catalogued path can be swapped after ingest (for a link to
+/etc/passwd, or other content); the media id, the sha256 of the content, tells."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from cachetools import LRUCache
+from google.rpc import code_pb2
+
+from rvs.core.media.hashing import content_id
+
+# (device, inode, size, mtime, ctime): the same tuple means the same bytes; ctime cannot be set back.
+Identity = tuple[int, int, int, int, int]
+
+
+class NotServed(Exception):
+    """The file at a media item's path is not one to serve; carries the answer's code and reason."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class MediaFiles:
+    """Checks a catalogued path before it is served: a regular file (not a link), inside one of the
+    media folders once resolved, whose content hash is the media id. Hashes are remembered per file
+    identity, so the range requests of a playing video cost a stat(), not a read of the video."""
+
+    def __init__(self, roots: Sequence[Path], remembered: int = 4096) -> None:
+        self.roots = [root.resolve() for root in roots]
+        self._digests: LRUCache[Identity, str] = LRUCache(maxsize=remembered)
+        self._lock = threading.Lock()
+
+    def verified(self, uri: str, media_id: str) -> Path:
+        """The path to serve for this media item; raises NotServed."""
+        path = Path(uri)
+        try:
+            st = path.lstat()
+        except OSError:
+            raise NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"{uri} is no longer there") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._changed(uri, "it is no longer a regular file (a symbolic link, a folder...)")
+        if not any(path.resolve().is_relative_to(root) for root in self.roots):
+            folders = ", ".join(map(str, self.roots)) or "none"
+            raise NotServed(
+                code_pb2.PERMISSION_DENIED,
+                "MEDIA_OUTSIDE_SOURCES",
+                f"{uri} is not inside the folders the page serves files from (RVS_WEB_MEDIA_DIRS: {folders})",
+            )
+        if self._digest(path, _identity(st)) != media_id:
+            raise self._changed(uri, "its content is no longer what was indexed")
+        return path
+
+    @staticmethod
+    def _changed(uri: str, why: str) -> NotServed:
+        return NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_CHANGED", f"{uri} is not served: {why}")
+
+    def _digest(self, path: Path, identity: Identity) -> str | None:
+        """The content hash of the file with this identity; None if it changed while being read."""
+        with self._lock:
+            known = self._digests.get(identity)
+        if known is not None:
+            return known
+        try:
+            digest = content_id(path)
+            unchanged = _identity(path.lstat()) == identity
+        except OSError as exc:
+            raise NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"cannot read {path}: {exc.strerror}") from exc
+        if not unchanged:
+            return None
+        with self._lock:
+            self._digests[identity] = digest
+        return digest
