@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rvs.core import index_fold
+from rvs.core.clock import now_ms
 from rvs.v1 import rvs_pb2 as pb
 
 _SCHEMA = """
@@ -53,10 +53,6 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (media_id, sample_index)
 ) WITHOUT ROWID;
 """
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # The state, derived from the columns in SQL (one definition), so reads filter and count with an index.
@@ -109,7 +105,7 @@ class Removals:
 
     def note(self, event: pb.MediaEvent) -> None:
         with self._lock:
-            self._at[event.media_id] = max(self._at.get(event.media_id, 0), event.at_ms or _now_ms())
+            self._at[event.media_id] = max(self._at.get(event.media_id, 0), event.at_ms or now_ms())
 
     def covers(self, media_id: str, ingest_started_ms: int) -> bool:
         """True if `media_id` was removed after an ingest that started at `ingest_started_ms`."""
@@ -191,7 +187,7 @@ class Catalog:
 
     def apply(self, event: pb.MediaEvent) -> None:
         kind = event.WhichOneof("event")
-        at = event.at_ms or _now_ms()
+        at = event.at_ms or now_ms()
         mid = event.media_id
         with self._tx() as db:
             row = db.execute("SELECT deleted, removed_at_ms FROM media WHERE media_id=?", (mid,)).fetchone()

@@ -134,7 +134,7 @@ class BusSettings(CommonSettings):
     """Kafka bootstrap servers (host:port,...). Empty: in-process queue (embedded mode only)."""
     frames_topic: str = "rvs.frames"
     """Topic of sampled frames (rvs.v1.Frame)."""
-    events_topic: str = "rvs.core.media-events"
+    events_topic: str = "rvs.media-events"
     """Topic of media progress events (rvs.v1.MediaEvent)."""
     dead_letter_topic: str = "rvs.dead-letter"
     """Messages that cannot be processed, with the reason in a header."""

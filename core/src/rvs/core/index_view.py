@@ -5,9 +5,9 @@ that its configured model (RVS_MODEL) is the index's."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
+from rvs.core.clock import now_ms
 from rvs.v1 import rvs_pb2 as pb
 
 
@@ -28,15 +28,15 @@ def check_model(configured: str, active: str) -> None:
 
 def seed(model: str) -> pb.MediaEvent:
     """The first model of a fresh index; ignored by every fold if the index already has one."""
-    return pb.MediaEvent(at_ms=int(time.time() * 1000), switched=pb.IndexSwitched(model=model, seed=True))
+    return pb.MediaEvent(at_ms=now_ms(), switched=pb.IndexSwitched(model=model, seed=True))
 
 
 def switched(model: str) -> pb.MediaEvent:
-    return pb.MediaEvent(at_ms=int(time.time() * 1000), switched=pb.IndexSwitched(model=model))
+    return pb.MediaEvent(at_ms=now_ms(), switched=pb.IndexSwitched(model=model))
 
 
 def reindex_requested(model: str) -> pb.MediaEvent:
-    return pb.MediaEvent(at_ms=int(time.time() * 1000), reindex_requested=pb.ReindexRequested(model=model))
+    return pb.MediaEvent(at_ms=now_ms(), reindex_requested=pb.ReindexRequested(model=model))
 
 
 def is_index_event(event: pb.MediaEvent) -> bool:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
+from rvs.core.clock import now_ms
 from rvs.v1 import rvs_pb2 as pb
 
 
@@ -49,4 +49,4 @@ class EventPublisher(Protocol):
 def removal(media_id: str) -> pb.MediaEvent:
     """The event that removes a media item, stamped now: every service folds it (ingest stopped,
     frames dropped, faces deleted, catalog marked), and anything of that ingest older is ignored."""
-    return pb.MediaEvent(media_id=media_id, at_ms=int(time.time() * 1000), removed=pb.MediaRemoved())
+    return pb.MediaEvent(media_id=media_id, at_ms=now_ms(), removed=pb.MediaRemoved())

@@ -232,8 +232,3 @@ class VideoSampler:
                     break
             else:
                 return
-
-
-def sample_video(path: str | Path, fps: float = 1.0, max_side: int | None = None) -> Iterator[Sample]:
-    with VideoSampler(path, fps=fps, max_side=max_side) as sampler:
-        yield from sampler

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from pymilvus.exceptions import (
 )
 
 from rvs.core.config import StoreSettings
+from rvs.core.retry import Backoff
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -213,17 +213,10 @@ class FaceStore:
         self._retrying(connect, wait_s)
 
     def _retrying(self, step: Callable[[], None], wait_s: float) -> None:
-        deadline = time.monotonic() + wait_s
-        delay = 0.5
-        while True:
-            try:
-                return step()
-            except StoreUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.info("Milvus not ready (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        def waiting(exc: Exception, delay: float) -> None:
+            log.info("Milvus not ready (%s); retrying in %.1fs", exc, delay)
+
+        Backoff(max_s=5.0).run(step, StoreUnavailable, waiting, give_up_after_s=wait_s)
 
     def _open(self) -> None:
         try:

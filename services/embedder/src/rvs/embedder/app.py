@@ -12,18 +12,21 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from rvs.core.bus import BusUnavailable, EventPublisher, FrameConsumer
 from rvs.core.catalog import Removals
+from rvs.core.clock import now_ms
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Detection
 from rvs.core.logs import media_log
 from rvs.core.media.errors import MediaError
 from rvs.core.media.frames import decode_frame
 from rvs.core.model_set import Loader, ModelSet
+from rvs.core.retry import Backoff, Stopped
 from rvs.core.store.faces import FaceRow, FaceStore, StoreRejected, StoreUnavailable
 from rvs.embedder.config import EmbedderSettings
 from rvs.embedder.metrics import EmbedderMetrics
@@ -71,6 +74,7 @@ class EmbedderService:
         """`pipeline` and `store`: the model the service starts with (the index's active one);
         `load_model` loads another that frames are for (a reindex's), on first need."""
         self.settings = settings
+        self._backoff = Backoff(max_s=settings.retry_max_s)
         self.frames = frames
         self.events = events
         self.pipeline = pipeline
@@ -275,22 +279,24 @@ class EmbedderService:
     def _write(self, store: FaceStore, rows: list[FaceRow]) -> bool:
         """Write with exponential back-off while Milvus is unavailable; False if stopped meanwhile.
         Raises StoreRejected: retrying what Milvus refuses cannot help."""
-        delay = 0.5
-        while True:
+
+        def upsert() -> None:
+            t0 = time.perf_counter()
             try:
-                t0 = time.perf_counter()
                 store.upsert(rows)
-                self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
-                return True
-            except StoreRejected:
+            except (StoreRejected, StoreUnavailable):
                 self.metrics.upsert_errors.inc()
                 raise
-            except StoreUnavailable as exc:
-                self.metrics.upsert_errors.inc()
-                log.warning("Milvus unavailable (%s); retrying in %.1fs", exc, delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, self.settings.retry_max_s)
+            self.metrics.upsert_seconds.observe(time.perf_counter() - t0)
+
+        def waiting(exc: Exception, delay: float) -> None:
+            log.warning("Milvus unavailable (%s); retrying in %.1fs", exc, delay)
+
+        try:
+            self._backoff.run(upsert, StoreUnavailable, waiting, self._stopping)
+        except Stopped:
+            return False
+        return True
 
     def _finish(self, outcomes: list[_Outcome]) -> bool:
         """Set aside the frames that failed, then report every frame. False if stopped meanwhile."""
@@ -324,7 +330,7 @@ class EmbedderService:
         per_media: dict[tuple[str, str], list[_Outcome]] = defaultdict(list)
         for outcome in outcomes:
             per_media[outcome.frame.media_id, outcome.model].append(outcome)
-        at_ms = int(time.time() * 1000)
+        at_ms = now_ms()
         return [
             pb.MediaEvent(
                 media_id=media_id,
@@ -343,15 +349,13 @@ class EmbedderService:
     def _report(self, events: list[pb.MediaEvent]) -> bool:
         """Publish progress, retrying until it is recorded (a full disk, an unreachable broker):
         the faces are indexed, and progress must not silently fall behind them."""
-        delay = 0.5
-        pending = list(events)
-        while pending:
-            try:
-                self.events.publish(pending[0])
-                pending.pop(0)
-            except Exception as exc:
-                log.error("cannot record progress (%s); retrying in %.1fs", exc, delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, self.settings.retry_max_s)
+
+        def waiting(exc: Exception, delay: float) -> None:
+            log.error("cannot record progress (%s); retrying in %.1fs", exc, delay)
+
+        try:
+            for event in events:
+                self._backoff.run(partial(self.events.publish, event), Exception, waiting, self._stopping)
+        except Stopped:
+            return False
         return True

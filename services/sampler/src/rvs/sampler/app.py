@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from rvs.core.bus import EventPublisher, FramePublisher, removal
 from rvs.core.catalog import Removals
+from rvs.core.clock import now_ms
 from rvs.core.disk import is_disk_full
 from rvs.core.index_view import IndexView
 from rvs.core.logs import media_log
@@ -19,7 +20,7 @@ from rvs.core.media.hashing import content_id
 from rvs.core.media.kinds import media_kind
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
-from rvs.sampler.sampling import MediaJob, MediaSampler, now_ms
+from rvs.sampler.sampling import MediaJob, MediaSampler
 from rvs.sampler.sources import Entry, Source, SourceError, open_sources
 from rvs.sampler.state import WatchState
 from rvs.v1 import rvs_pb2 as pb

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from rvs.core.bus import BusUnavailable, EventPublisher, FramePublisher
+from rvs.core.clock import now_ms
 from rvs.core.disk import is_disk_full
 from rvs.core.logs import media_log, media_scope
 from rvs.core.media.errors import DecodeError, MediaError
@@ -24,10 +25,6 @@ from rvs.sampler.metrics import SamplerMetrics
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,9 @@
+"""Wall-clock time as the messages carry it (`at_ms`, `indexed_at_ms`: milliseconds since the epoch)."""
+
+from __future__ import annotations
+
+import time
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
