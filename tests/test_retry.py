@@ -52,3 +52,8 @@ def test_stopping_ends_a_pause_at_once() -> None:
     with pytest.raises(Stopped):
         Backoff(first_s=60).run(step, ConnectionError, stop_on_first_retry, stopping)
     assert step.calls == 1
+
+
+def test_a_pause_grows_from_the_first_to_the_cap() -> None:
+    backoff = Backoff(first_s=1.0, max_s=60.0)
+    assert [backoff.grow(d) for d in (0.2, 1.0, 16.0, 40.0, 60.0)] == [1.0, 2.0, 32.0, 60.0, 60.0]

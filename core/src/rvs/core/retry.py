@@ -21,6 +21,10 @@ class Backoff:
     first_s: float = 0.5
     max_s: float = 30.0
 
+    def grow(self, delay: float) -> float:
+        """The pause after one of `delay`: doubled, at least first_s, at most max_s."""
+        return min(self.max_s, max(self.first_s, delay * 2))
+
     def run(
         self,
         step: Callable[[], T],
@@ -45,4 +49,4 @@ class Backoff:
                     time.sleep(delay)
                 elif stopping.wait(delay):
                     raise Stopped from exc
-                delay = min(delay * 2, self.max_s)
+                delay = self.grow(delay)

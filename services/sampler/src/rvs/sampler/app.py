@@ -18,6 +18,7 @@ from rvs.core.index_view import IndexView
 from rvs.core.logs import media_log
 from rvs.core.media.hashing import content_id
 from rvs.core.media.kinds import media_kind
+from rvs.core.retry import Backoff
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
 from rvs.sampler.sampling import MediaJob, MediaSampler
@@ -27,7 +28,8 @@ from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_S = 60.0
+# A source that cannot be read is scanned again after 1 s, then 2, 4... up to a minute.
+_SCAN_BACKOFF = Backoff(first_s=1.0, max_s=60.0)
 
 
 class SamplerService:
@@ -146,7 +148,7 @@ class SamplerService:
                 self.metrics.source_errors.labels(source.kind, exc.reason).inc()
                 if exc.reason != failing:  # once per distinct problem, not at every retry
                     log.error("%s; retrying", exc.detail)
-                failing, delay = exc.reason, min(_MAX_BACKOFF_S, max(1.0, delay * 2))
+                failing, delay = exc.reason, _SCAN_BACKOFF.grow(delay)
             except Exception as exc:  # an unexpected scan error is retried at the next interval
                 reason = "DISK_FULL" if is_disk_full(exc) else "INTERNAL"
                 self.metrics.source_errors.labels(source.kind, reason).inc()
@@ -155,7 +157,7 @@ class SamplerService:
                         log.error("no space left in %s for rvs's state (%s); retrying", self.settings.data_dir, exc)
                     else:
                         log.exception("scan of %s failed", source.uri)
-                failing, delay = reason, min(_MAX_BACKOFF_S, max(1.0, delay * 2))
+                failing, delay = reason, _SCAN_BACKOFF.grow(delay)
             source.wait(delay, self._stopping)
 
     def _scan_once(self, source: Source) -> None:
