@@ -19,7 +19,8 @@ from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Face
 from rvs.core.media.errors import MediaError, TooLarge
 from rvs.core.media.images import decode_image
-from rvs.core.store.faces import KIND_BY_FILTER, FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
+from rvs.core.media.kinds import MEDIA_KIND_BY_FILTER
+from rvs.core.store.faces import FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.grouping import group_hits
 from rvs.v1 import rvs_pb2 as pb
@@ -134,7 +135,7 @@ class SearchEngine:
         vector = self._vector(faces[chosen], deadline)
         _check_deadline(deadline, "the search ran past its deadline")
         where = SearchFilter(
-            kind=KIND_BY_FILTER[request.kinds],
+            kind=MEDIA_KIND_BY_FILTER[request.kinds],
             source_prefix=request.source_prefix,
             ingested_after_ms=request.ingested_after_ms,
             ingested_before_ms=request.ingested_before_ms,
@@ -199,8 +200,8 @@ class SearchEngine:
         min_score = request.min_score if request.HasField("min_score") else default
         if not -1.0 <= min_score <= 1.0:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
-        if request.kinds not in KIND_BY_FILTER:
-            raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(KIND_BY_FILTER)}")
+        if request.kinds not in MEDIA_KIND_BY_FILTER:
+            raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(MEDIA_KIND_BY_FILTER)}")
         for name in ("ingested_after_ms", "ingested_before_ms"):
             value = getattr(request, name)
             if not 0 <= value <= MAX_UNIX_MS:
