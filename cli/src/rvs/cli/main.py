@@ -72,7 +72,7 @@ def _fmt_time(ms: int) -> str:
 def _rpc_error(exc: Any) -> str:
     from grpc_status import rpc_status
 
-    from rvs.query.server import ERROR_DOMAIN
+    from rvs.core.api_errors import ERROR_DOMAIN
 
     reason = ""
     status = rpc_status.from_call(exc)

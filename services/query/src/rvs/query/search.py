@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.rpc import code_pb2
 
+from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Face
@@ -22,6 +23,7 @@ from rvs.core.media.images import decode_image
 from rvs.core.media.kinds import MEDIA_KIND_BY_FILTER
 from rvs.core.store.faces import FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.query.config import QuerySettings
+from rvs.query.errors import Failure
 from rvs.query.grouping import group_hits
 from rvs.v1 import rvs_pb2 as pb
 
@@ -232,25 +234,25 @@ def media_id_problem(media_id: str) -> str | None:
     return f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'"
 
 
-def describe_error(exc: Exception) -> tuple[int, str, str] | None:
+def describe_error(exc: Exception) -> Failure | None:
     """(google.rpc code, ErrorInfo reason, message) of a documented Search failure, for every
     front end alike (gRPC, the search page); None for anything else, which is a bug."""
     if isinstance(exc, EmptyImage):
-        return code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", str(exc)
+        return code_pb2.INVALID_ARGUMENT, Reason.EMPTY_IMAGE, str(exc)
     if isinstance(exc, DeadlineExceeded):
-        return code_pb2.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc)
+        return code_pb2.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, TooLarge):
-        return code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail
+        return code_pb2.INVALID_ARGUMENT, Reason.IMAGE_TOO_LARGE, exc.detail
     if isinstance(exc, MediaError):
         return code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}"
     if isinstance(exc, InvalidQuery):
-        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc)
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, str(exc)
     if isinstance(exc, StoreRejected):  # a request the checks above let through, refused by Milvus
-        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", f"the index refused the search: {exc}"
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"the index refused the search: {exc}"
     if isinstance(exc, NoFace):
-        return code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc)
+        return code_pb2.FAILED_PRECONDITION, Reason.NO_FACE, str(exc)
     if isinstance(exc, FaceIndexOutOfRange):
-        return code_pb2.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE", str(exc)
+        return code_pb2.FAILED_PRECONDITION, Reason.FACE_INDEX_OUT_OF_RANGE, str(exc)
     if isinstance(exc, StoreUnavailable):
-        return code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", f"the face index is unavailable: {exc}"
+        return code_pb2.UNAVAILABLE, Reason.INDEX_UNAVAILABLE, f"the face index is unavailable: {exc}"
     return None

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from google.rpc import code_pb2
 
+from rvs.core.api_errors import Reason
 from rvs.core.auth import Credentials, Token
 from rvs.query.config import QuerySettings
 
@@ -65,7 +66,7 @@ class BearerAuth(grpc.ServerInterceptor):
         log.warning("refused %s: %s", method, why)
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            self._abort(context, code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", why)
+            self._abort(context, code_pb2.UNAUTHENTICATED, Reason.UNAUTHENTICATED, why)
 
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
