@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 import weakref
@@ -220,18 +219,6 @@ class SearchEngine:
 def _check_deadline(deadline: float | None, message: str) -> None:
     if deadline is not None and deadline <= time.monotonic():
         raise DeadlineExceeded(message)
-
-
-_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def media_id_problem(media_id: str) -> str | None:
-    """Why `media_id` cannot be a media id (None if it can), echoing only its start: a long id in an
-    error would exceed a gRPC client's metadata limit."""
-    if _MEDIA_ID.fullmatch(media_id):
-        return None
-    shown = media_id[:16] + ("..." if len(media_id) > 16 else "")
-    return f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'"
 
 
 def describe_error(exc: Exception) -> Failure | None:

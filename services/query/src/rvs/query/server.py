@@ -23,8 +23,9 @@ from rvs.core.faces.types import ModelUnavailable
 from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.errors import error_status
+from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import SearchEngine, describe_error, media_id_problem
+from rvs.query.search import SearchEngine, describe_error
 from rvs.query.security import BearerAuth, server_credentials
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
@@ -121,9 +122,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         except ValueError:
             message = "page_token is not one this server gave"
             abort(context, code_pb2.INVALID_ARGUMENT, Reason.INVALID_PAGE_TOKEN, message)
-        media = catalog.list_media(state=request.state, offset=offset, limit=size + 1)
-        next_token = str(offset + size) if len(media) > size else ""
-        return pb.ListMediaResponse(media=media[:size], next_page_token=next_token)
+        return media_page(catalog, offset, size, request.state)
 
     @_instrumented("GetMedia")
     def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:

@@ -42,8 +42,9 @@ from rvs.core.catalog import Catalog
 from rvs.core.faces.types import Face
 from rvs.core.media.errors import MediaError
 from rvs.query.config import QuerySettings
+from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import ModelChanged, SearchEngine, describe_error, media_id_problem
+from rvs.query.search import ModelChanged, SearchEngine, describe_error
 from rvs.query.web.files import MediaFiles, NotServed
 from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, render
 from rvs.v1 import rvs_pb2 as pb
@@ -355,9 +356,7 @@ class SearchPage:
         """The ingest status of every item, paged as ListMedia is."""
         size = _int_param(request.query_params, "page_size", 500, 1, 1000)
         offset = _int_param(request.query_params, "page_token", 0, 0, 1 << 62)
-        media = self._catalog().list_media(offset=offset, limit=size + 1)
-        next_token = str(offset + size) if len(media) > size else ""
-        return JSONResponse(proto_json(pb.ListMediaResponse(media=media[:size], next_page_token=next_token)))
+        return JSONResponse(proto_json(media_page(self._catalog(), offset, size)))
 
     def _media(self, media_id: str) -> pb.Media:
         problem = media_id_problem(media_id)
