@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cachetools import LRUCache
 from google.rpc import code_pb2
 
 from rvs.core.media.hashing import content_id
+from rvs.query.web.caches import SharedLRU
 
 # (device, inode, size, mtime, ctime): the same tuple means the same bytes; ctime cannot be set back.
 Identity = tuple[int, int, int, int, int]
@@ -38,8 +37,7 @@ class MediaFiles:
 
     def __init__(self, roots: Sequence[Path], remembered: int = 4096) -> None:
         self.roots = [root.resolve() for root in roots]
-        self._digests: LRUCache[Identity, str] = LRUCache(maxsize=remembered)
-        self._lock = threading.Lock()
+        self._digests: SharedLRU[Identity, str] = SharedLRU(remembered)
 
     def verified(self, uri: str, media_id: str) -> Path:
         """The path to serve for this media item; raises NotServed."""
@@ -67,8 +65,7 @@ class MediaFiles:
 
     def _digest(self, path: Path, identity: Identity) -> str | None:
         """The content hash of the file with this identity; None if it changed while being read."""
-        with self._lock:
-            known = self._digests.get(identity)
+        known = self._digests.get(identity)
         if known is not None:
             return known
         try:
@@ -78,6 +75,5 @@ class MediaFiles:
             raise NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"cannot read {path}: {exc.strerror}") from exc
         if not unchanged:
             return None
-        with self._lock:
-            self._digests[identity] = digest
+        self._digests.put(identity, digest)
         return digest

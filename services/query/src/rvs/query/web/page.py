@@ -15,9 +15,7 @@ import logging
 import math
 import mimetypes
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +44,7 @@ from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import ModelChanged, SearchEngine, describe_error
 from rvs.query.web.files import MediaFiles, NotServed
+from rvs.query.web.queries import RecentQueries
 from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, render
 from rvs.v1 import rvs_pb2 as pb
 
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 ERROR_DOMAIN = "rvs.v1"  # as the gRPC API's ErrorInfo
 SESSION_COOKIE = "rvs_session"
-KEPT_QUERIES = 256  # query photos whose faces stay searchable without a new upload
 KINDS = {"all": pb.KIND_FILTER_ALL, "images": pb.KIND_FILTER_IMAGES, "videos": pb.KIND_FILTER_VIDEOS}
 MOST_SESSIONS = 10_000  # logins kept at once; the least recently used goes first
 # GETs that cost work (a search, decoding, hashing): like every other method, same origin only.
@@ -184,8 +182,7 @@ class SearchPage:
         self.tls = tls
         self.stills = StillCache(settings.web_cache_bytes)
         self.files = MediaFiles(settings.web_media_dirs)
-        self._queries: OrderedDict[str, list[Face]] = OrderedDict()
-        self._queries_lock = threading.Lock()
+        self.queries = RecentQueries()
         self._limiter: anyio.CapacityLimiter | None = None
         self.app = Starlette(
             routes=[
@@ -315,20 +312,12 @@ class SearchPage:
                 return faces, self.engine.search_faces(faces, search, deadline)
 
         faces, response = await self._blocking(run)
-        query_id = secrets.token_urlsafe(16)
-        with self._queries_lock:
-            self._queries[query_id] = faces
-            while len(self._queries) > KEPT_QUERIES:
-                self._queries.popitem(last=False)
-        return self._answer(query_id, response)
+        return self._answer(self.queries.keep(faces), response)
 
     async def search_again(self, request: Request) -> Response:
         """The photo of an earlier POST, searched with other options: no upload, no face detection."""
         query_id = request.path_params["query_id"]
-        with self._queries_lock:
-            faces = self._queries.get(query_id)
-            if faces is not None:
-                self._queries.move_to_end(query_id)
+        faces = self.queries.get(query_id)
         if faces is None:
             raise ApiError(code_pb2.NOT_FOUND, "QUERY_EXPIRED", "this query is no longer kept: send the photo again")
         search = _search_request(request.query_params)
@@ -336,8 +325,7 @@ class SearchPage:
         try:
             response = await self._blocking(lambda: self.engine.search_faces(faces, search, deadline))
         except ModelChanged as exc:  # kept faces of the model of before a reindex's switch
-            with self._queries_lock:
-                self._queries.pop(query_id, None)
+            self.queries.forget(query_id)
             raise ApiError(code_pb2.NOT_FOUND, "QUERY_EXPIRED", f"this query is no longer kept: {exc}") from exc
         return self._answer(query_id, response)
 
