@@ -195,3 +195,17 @@ def test_notification_webhook_checks_its_token_and_input() -> None:
         assert seen == [("b", "k%20x", "s3:ObjectCreated:Put")]
     finally:
         receiver.stop()
+
+
+def test_the_webhook_wants_the_bearer_scheme_not_a_bare_token() -> None:
+    """`Authorization: s3cret` is not `Bearer s3cret`: refused, as the gRPC API and the page refuse it."""
+    seen: list[tuple[str, str, str]] = []
+    receiver = NotificationReceiver("127.0.0.1", 0, "s3cret", lambda *a: seen.append(a))
+    receiver.start()
+    try:
+        test_event = b'{"Event":"s3:TestEvent"}'
+        assert receiver.handle("Bearer s3cret", test_event) == 200
+        for header in ("s3cret", "Bearer  s3cret", "Bearer", "", None):
+            assert receiver.handle(header, test_event) == 401, header
+    finally:
+        receiver.stop()

@@ -26,7 +26,11 @@ from rvs.sampler.metrics import SamplerMetrics
 from conftest import ROOT
 
 SETTINGS = {"sampler": SamplerSettings, "embedder": EmbedderSettings, "query": QuerySettings}
-PARSERS = {"sampler": sampler_main.build_parser, "embedder": embedder_main.build_parser, "query": query_main.build_parser}
+PARSERS = {
+    "sampler": sampler_main.build_parser,
+    "embedder": embedder_main.build_parser,
+    "query": query_main.build_parser,
+}
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:

@@ -72,7 +72,7 @@ def _fmt_time(ms: int) -> str:
 def _rpc_error(exc: Any) -> str:
     from grpc_status import rpc_status
 
-    from rvs.query.server import ERROR_DOMAIN
+    from rvs.core.api_errors import ERROR_DOMAIN
 
     reason = ""
     status = rpc_status.from_call(exc)
@@ -108,6 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToJson
 
+    from rvs.core.media.kinds import KIND_FILTERS
     from rvs.v1 import rvs_pb2 as pb
     from rvs.v1 import rvs_pb2_grpc
 
@@ -119,7 +120,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     request = pb.SearchRequest(
         image=image,
         top_k=args.top_k,
-        kinds={"all": pb.KIND_FILTER_ALL, "images": pb.KIND_FILTER_IMAGES, "videos": pb.KIND_FILTER_VIDEOS}[args.kinds],
+        kinds=KIND_FILTERS[args.kinds],
         source_prefix=args.source or "",
     )
     if args.min_score is not None:

@@ -1,4 +1,4 @@
-"""Which files are media, and of which kind."""
+"""Which files are media, and of which kind; the kinds' names in the API and in metrics."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ VIDEO_SUFFIXES = frozenset(
 )
 # Files being written by common tools; they are picked up once renamed to their final name.
 TEMPORARY_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".tmp", ".download", ".swp"})
+
+
+# `kinds` as the search page and `rvs search --kinds` name the SearchRequest's KindFilter.
+KIND_FILTERS = {"all": pb.KIND_FILTER_ALL, "images": pb.KIND_FILTER_IMAGES, "videos": pb.KIND_FILTER_VIDEOS}
+# The media kind a KindFilter searches (0: any).
+MEDIA_KIND_BY_FILTER = {
+    pb.KIND_FILTER_ALL: 0,
+    pb.KIND_FILTER_IMAGES: pb.MEDIA_KIND_IMAGE,
+    pb.KIND_FILTER_VIDEOS: pb.MEDIA_KIND_VIDEO,
+}
+KIND_LABELS = {pb.MEDIA_KIND_IMAGE: "image", pb.MEDIA_KIND_VIDEO: "video"}
+
+
+def kind_label(kind: pb.MediaKind.ValueType) -> str:
+    """The `kind` label of the sampler's metrics: image, video, or other (not a media type)."""
+    return KIND_LABELS.get(kind, "other")
 
 
 def media_kind(path: str | PurePath) -> pb.MediaKind.ValueType:

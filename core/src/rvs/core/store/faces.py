@@ -25,7 +25,6 @@ from pymilvus.exceptions import (
 
 from rvs.core.config import StoreSettings
 from rvs.core.retry import Backoff
-from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -442,10 +441,3 @@ def open_face_store(settings: StoreSettings, uri: str, model: str, dim: int) -> 
     store = FaceStore(uri, name, model, dim, _token(settings), consistency=settings.consistency)
     store.open()
     return store
-
-
-KIND_BY_FILTER = {
-    pb.KIND_FILTER_ALL: 0,
-    pb.KIND_FILTER_IMAGES: pb.MEDIA_KIND_IMAGE,
-    pb.KIND_FILTER_VIDEOS: pb.MEDIA_KIND_VIDEO,
-}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 import weakref
@@ -14,13 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.rpc import code_pb2
 
+from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Face
 from rvs.core.media.errors import MediaError, TooLarge
 from rvs.core.media.images import decode_image
-from rvs.core.store.faces import KIND_BY_FILTER, FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
+from rvs.core.media.kinds import MEDIA_KIND_BY_FILTER
+from rvs.core.store.faces import FaceHit, FaceStore, SearchFilter, StoreRejected, StoreUnavailable
 from rvs.query.config import QuerySettings
+from rvs.query.errors import Failure
 from rvs.query.grouping import group_hits
 from rvs.v1 import rvs_pb2 as pb
 
@@ -134,7 +136,7 @@ class SearchEngine:
         vector = self._vector(faces[chosen], deadline)
         _check_deadline(deadline, "the search ran past its deadline")
         where = SearchFilter(
-            kind=KIND_BY_FILTER[request.kinds],
+            kind=MEDIA_KIND_BY_FILTER[request.kinds],
             source_prefix=request.source_prefix,
             ingested_after_ms=request.ingested_after_ms,
             ingested_before_ms=request.ingested_before_ms,
@@ -199,8 +201,8 @@ class SearchEngine:
         min_score = request.min_score if request.HasField("min_score") else default
         if not -1.0 <= min_score <= 1.0:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
-        if request.kinds not in KIND_BY_FILTER:
-            raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(KIND_BY_FILTER)}")
+        if request.kinds not in MEDIA_KIND_BY_FILTER:
+            raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(MEDIA_KIND_BY_FILTER)}")
         for name in ("ingested_after_ms", "ingested_before_ms"):
             value = getattr(request, name)
             if not 0 <= value <= MAX_UNIX_MS:
@@ -219,37 +221,25 @@ def _check_deadline(deadline: float | None, message: str) -> None:
         raise DeadlineExceeded(message)
 
 
-_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def media_id_problem(media_id: str) -> str | None:
-    """Why `media_id` cannot be a media id (None if it can), echoing only its start: a long id in an
-    error would exceed a gRPC client's metadata limit."""
-    if _MEDIA_ID.fullmatch(media_id):
-        return None
-    shown = media_id[:16] + ("..." if len(media_id) > 16 else "")
-    return f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'"
-
-
-def describe_error(exc: Exception) -> tuple[int, str, str] | None:
+def describe_error(exc: Exception) -> Failure | None:
     """(google.rpc code, ErrorInfo reason, message) of a documented Search failure, for every
     front end alike (gRPC, the search page); None for anything else, which is a bug."""
     if isinstance(exc, EmptyImage):
-        return code_pb2.INVALID_ARGUMENT, "EMPTY_IMAGE", str(exc)
+        return code_pb2.INVALID_ARGUMENT, Reason.EMPTY_IMAGE, str(exc)
     if isinstance(exc, DeadlineExceeded):
-        return code_pb2.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc)
+        return code_pb2.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, TooLarge):
-        return code_pb2.INVALID_ARGUMENT, "IMAGE_TOO_LARGE", exc.detail
+        return code_pb2.INVALID_ARGUMENT, Reason.IMAGE_TOO_LARGE, exc.detail
     if isinstance(exc, MediaError):
         return code_pb2.INVALID_ARGUMENT, exc.reason, f"cannot read the query image: {exc.detail}"
     if isinstance(exc, InvalidQuery):
-        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", str(exc)
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, str(exc)
     if isinstance(exc, StoreRejected):  # a request the checks above let through, refused by Milvus
-        return code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", f"the index refused the search: {exc}"
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"the index refused the search: {exc}"
     if isinstance(exc, NoFace):
-        return code_pb2.FAILED_PRECONDITION, "NO_FACE", str(exc)
+        return code_pb2.FAILED_PRECONDITION, Reason.NO_FACE, str(exc)
     if isinstance(exc, FaceIndexOutOfRange):
-        return code_pb2.FAILED_PRECONDITION, "FACE_INDEX_OUT_OF_RANGE", str(exc)
+        return code_pb2.FAILED_PRECONDITION, Reason.FACE_INDEX_OUT_OF_RANGE, str(exc)
     if isinstance(exc, StoreUnavailable):
-        return code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", f"the face index is unavailable: {exc}"
+        return code_pb2.UNAVAILABLE, Reason.INDEX_UNAVAILABLE, f"the face index is unavailable: {exc}"
     return None

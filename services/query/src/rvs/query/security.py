@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,12 +9,20 @@ from typing import Any
 import grpc
 from google.rpc import code_pb2
 
+from rvs.core.api_errors import Reason
+from rvs.core.auth import Credentials, Token
 from rvs.query.config import QuerySettings
 
 log = logging.getLogger(__name__)
 
 # Load balancers and orchestrators probe health without credentials; it reveals nothing else.
 EXEMPT = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+# Why a request is refused (VALID is not here: it passes).
+REFUSALS = {
+    Credentials.MISSING: "missing credentials: send the metadata `authorization: Bearer <token>`",
+    Credentials.MALFORMED: "the authorization metadata must read `Bearer <token>`",
+    Credentials.INVALID: "invalid token",
+}
 
 
 def server_credentials(settings: QuerySettings) -> grpc.ServerCredentials | None:
@@ -36,20 +43,14 @@ class BearerAuth(grpc.ServerInterceptor):
     """Refuses every RPC (but health checks) without `authorization: Bearer <token>`."""
 
     def __init__(self, token: str, on_refused: Callable[[str], None], abort: Callable[..., None]) -> None:
-        self._token = token.encode()
+        self._token = Token(token)
         self._on_refused = on_refused
         self._abort = abort
 
     def _allowed(self, metadata: Any) -> str | None:
         """None if allowed, else why not."""
         given = next((v for k, v in metadata or () if k == "authorization"), None)
-        if given is None:
-            return "missing credentials: send the metadata `authorization: Bearer <token>`"
-        if not isinstance(given, str) or not given.startswith("Bearer "):
-            return "the authorization metadata must read `Bearer <token>`"
-        if not hmac.compare_digest(given.removeprefix("Bearer ").encode(), self._token):
-            return "invalid token"
-        return None
+        return REFUSALS.get(self._token.check(given))
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         if details.method in EXEMPT:
@@ -65,7 +66,7 @@ class BearerAuth(grpc.ServerInterceptor):
         log.warning("refused %s: %s", method, why)
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            self._abort(context, code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", why)
+            self._abort(context, code_pb2.UNAUTHENTICATED, Reason.UNAUTHENTICATED, why)
 
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(

@@ -10,20 +10,22 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from rvs.core.api_errors import Reason
 from rvs.core.bus import BusUnavailable, removal
 from rvs.core.catalog import Catalog
 from rvs.core.faces.registry import MODELS
 from rvs.core.faces.types import ModelUnavailable
 from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
 from rvs.query.config import QuerySettings
+from rvs.query.errors import error_status
+from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
-from rvs.query.search import SearchEngine, describe_error, media_id_problem
+from rvs.query.search import SearchEngine, describe_error
 from rvs.query.security import BearerAuth, server_credentials
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
@@ -31,18 +33,13 @@ from rvs.v1 import rvs_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
-ERROR_DOMAIN = "rvs.v1"
 
 T = TypeVar("T")
-
-# Media ids are sha256 hex digests; the index stores at most 64 characters of one.
 
 
 def abort(context: grpc.ServicerContext, code: int, reason: str, message: str) -> None:
     """Abort with a google.rpc.Status carrying ErrorInfo(reason), so clients can branch on reason."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info])))
+    context.abort_with_status(rpc_status.to_status(error_status(code, reason, message)))
 
 
 def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -68,7 +65,7 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
 def check_media_id(context: grpc.ServicerContext, media_id: str) -> None:
     problem = media_id_problem(media_id)
     if problem is not None:
-        abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PARAMETER", problem)
+        abort(context, code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, problem)
 
 
 class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
@@ -102,7 +99,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
             described = describe_error(exc)
             if described is None:
                 log.exception("Search failed")
-                abort(context, code_pb2.INTERNAL, "INTERNAL", "internal error; see the query service's log")
+                abort(context, code_pb2.INTERNAL, Reason.INTERNAL, "internal error; see the query service's log")
             else:
                 abort(context, *described)
         self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
@@ -110,7 +107,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
 
     def _need_catalog(self, context: grpc.ServicerContext) -> Catalog:
         if self.catalog is None:
-            abort(context, code_pb2.UNIMPLEMENTED, "NO_CATALOG", "this query service has no media catalog")
+            abort(context, code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no media catalog")
         assert self.catalog is not None
         return self.catalog
 
@@ -123,17 +120,16 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
             if offset < 0:
                 raise ValueError
         except ValueError:
-            abort(context, code_pb2.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token is not one this server gave")
-        media = catalog.list_media(state=request.state, offset=offset, limit=size + 1)
-        next_token = str(offset + size) if len(media) > size else ""
-        return pb.ListMediaResponse(media=media[:size], next_page_token=next_token)
+            message = "page_token is not one this server gave"
+            abort(context, code_pb2.INVALID_ARGUMENT, Reason.INVALID_PAGE_TOKEN, message)
+        return media_page(catalog, offset, size, request.state)
 
     @_instrumented("GetMedia")
     def GetMedia(self, request: pb.GetMediaRequest, context: grpc.ServicerContext) -> pb.Media:
         check_media_id(context, request.media_id)
         media = self._need_catalog(context).get(request.media_id)
         if media is None:
-            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+            abort(context, code_pb2.NOT_FOUND, Reason.MEDIA_NOT_FOUND, f"no media with id {request.media_id!r}")
         assert media is not None
         return media
 
@@ -146,11 +142,11 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         try:
             removed = remove(request.media_id)
         except StoreUnavailable as exc:
-            abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+            abort(context, code_pb2.UNAVAILABLE, Reason.INDEX_UNAVAILABLE, str(exc))
         except BusUnavailable as exc:
-            abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the removal was not recorded: {exc}")
+            abort(context, code_pb2.UNAVAILABLE, Reason.BUS_UNAVAILABLE, f"the removal was not recorded: {exc}")
         if known is None and not removed:
-            abort(context, code_pb2.NOT_FOUND, "MEDIA_NOT_FOUND", f"no media with id {request.media_id!r}")
+            abort(context, code_pb2.NOT_FOUND, Reason.MEDIA_NOT_FOUND, f"no media with id {request.media_id!r}")
         return pb.DeleteMediaResponse(faces_removed=removed)
 
     @_instrumented("Reindex")
@@ -159,27 +155,29 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         model = request.model
         if model not in MODELS:
             known = ", ".join(sorted(MODELS))
-            abort(context, code_pb2.INVALID_ARGUMENT, "UNKNOWN_MODEL", f"unknown model {model[:64]!r}; one of {known}")
+            message = f"unknown model {model[:64]!r}; one of {known}"
+            abort(context, code_pb2.INVALID_ARGUMENT, Reason.UNKNOWN_MODEL, message)
         running = catalog.reindex_target()
         if running and running != model:
             abort(
                 context,
                 code_pb2.FAILED_PRECONDITION,
-                "REINDEX_RUNNING",
+                Reason.REINDEX_RUNNING,
                 f"a reindex into {running} is running; wait until it switches (rvs status), then reindex again",
             )
         if not running and model != catalog.active_model():
             if self.start_reindex is None:
-                abort(context, code_pb2.UNIMPLEMENTED, "NO_BUS", "this query service cannot reach the other services")
+                message = "this query service cannot reach the other services"
+                abort(context, code_pb2.UNIMPLEMENTED, Reason.NO_BUS, message)
             assert self.start_reindex is not None
             try:
                 self.start_reindex(model)
             except (ModelUnavailable, IndexModelMismatch) as exc:
-                abort(context, code_pb2.FAILED_PRECONDITION, "MODEL_UNAVAILABLE", str(exc))
+                abort(context, code_pb2.FAILED_PRECONDITION, Reason.MODEL_UNAVAILABLE, str(exc))
             except StoreUnavailable as exc:
-                abort(context, code_pb2.UNAVAILABLE, "INDEX_UNAVAILABLE", str(exc))
+                abort(context, code_pb2.UNAVAILABLE, Reason.INDEX_UNAVAILABLE, str(exc))
             except BusUnavailable as exc:
-                abort(context, code_pb2.UNAVAILABLE, "BUS_UNAVAILABLE", f"the reindex was not recorded: {exc}")
+                abort(context, code_pb2.UNAVAILABLE, Reason.BUS_UNAVAILABLE, f"the reindex was not recorded: {exc}")
         return catalog.reindex_status()
 
     @_instrumented("GetReindex")
@@ -219,7 +217,7 @@ class QueryServer:
             metrics = servicer.metrics
 
             def refused(method: str) -> None:
-                metrics.rpcs.labels(method.rsplit("/", 1)[-1], "UNAUTHENTICATED").inc()
+                metrics.rpcs.labels(method.rsplit("/", 1)[-1], grpc.StatusCode.UNAUTHENTICATED.name).inc()
 
             interceptors.append(BearerAuth(settings.auth_token.get_secret_value(), refused, abort))
         # A thread for every RPC admitted: a call holds one while its message has not come (gRPC reads it

@@ -17,7 +17,7 @@ from rvs.core.disk import is_disk_full
 from rvs.core.index_view import IndexView
 from rvs.core.logs import media_log
 from rvs.core.media.hashing import content_id
-from rvs.core.media.kinds import media_kind
+from rvs.core.media.kinds import kind_label, media_kind
 from rvs.core.retry import Backoff
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
@@ -221,8 +221,7 @@ class SamplerService:
             if self.state.status(media_id) != "pending":
                 source.release(media_id)
             return
-        kind_label = {pb.MEDIA_KIND_IMAGE: "image", pb.MEDIA_KIND_VIDEO: "video"}.get(kind, "other")
-        self.metrics.media_discovered.labels(kind_label).inc()
+        self.metrics.media_discovered.labels(kind_label(kind)).inc()
         log.info("discovered %s", entry.uri, extra=media_log(media_id))
         if kind == pb.MEDIA_KIND_UNSPECIFIED:
             source.release(media_id)

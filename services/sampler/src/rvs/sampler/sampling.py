@@ -19,6 +19,7 @@ from rvs.core.logs import media_log, media_scope
 from rvs.core.media.errors import DecodeError, MediaError
 from rvs.core.media.frames import encode_jpeg_within, fit_within
 from rvs.core.media.images import decode_image
+from rvs.core.media.kinds import kind_label
 from rvs.core.media.video import VideoSampler
 from rvs.sampler.config import SamplerSettings
 from rvs.sampler.metrics import SamplerMetrics
@@ -106,7 +107,6 @@ class MediaSampler:
     def _run(self, job: MediaJob) -> bool:
         assert job.path is not None
         extra = media_log(job.media_id)
-        kind_label = "image" if job.kind == pb.MEDIA_KIND_IMAGE else "video"
         started = time.monotonic()
         try:
             if job.kind == pb.MEDIA_KIND_IMAGE:
@@ -144,7 +144,7 @@ class MediaSampler:
         if job.reindex:
             self._event(job.media_id, reread=pb.ItemReread(model=job.reindex, frame_count=count))
         elapsed = time.monotonic() - started
-        self.metrics.media_sampled.labels(kind_label).inc()
+        self.metrics.media_sampled.labels(kind_label(job.kind)).inc()
         if duration_ms:
             self.metrics.sampling_ratio.observe(elapsed / (duration_ms / 1000))
         log.info("sampled %s: %d frames in %.2fs", job.uri, count, elapsed, extra=extra)

@@ -6,25 +6,22 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cachetools import LRUCache
 from google.rpc import code_pb2
 
+from rvs.core.api_errors import Reason
 from rvs.core.media.hashing import content_id
+from rvs.query.web.caches import SharedLRU
+from rvs.query.web.errors import ApiError
 
 # (device, inode, size, mtime, ctime): the same tuple means the same bytes; ctime cannot be set back.
 Identity = tuple[int, int, int, int, int]
 
 
-class NotServed(Exception):
-    """The file at a media item's path is not one to serve; carries the answer's code and reason."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+class NotServed(ApiError):
+    """The file at a media item's path is not one to serve: answered as it is (its code and reason)."""
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -38,8 +35,7 @@ class MediaFiles:
 
     def __init__(self, roots: Sequence[Path], remembered: int = 4096) -> None:
         self.roots = [root.resolve() for root in roots]
-        self._digests: LRUCache[Identity, str] = LRUCache(maxsize=remembered)
-        self._lock = threading.Lock()
+        self._digests: SharedLRU[Identity, str] = SharedLRU(remembered)
 
     def verified(self, uri: str, media_id: str) -> Path:
         """The path to serve for this media item; raises NotServed."""
@@ -47,14 +43,14 @@ class MediaFiles:
         try:
             st = path.lstat()
         except OSError:
-            raise NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"{uri} is no longer there") from None
+            raise NotServed(code_pb2.NOT_FOUND, Reason.MEDIA_FILE_MISSING, f"{uri} is no longer there") from None
         if not stat.S_ISREG(st.st_mode):
             raise self._changed(uri, "it is no longer a regular file (a symbolic link, a folder...)")
         if not any(path.resolve().is_relative_to(root) for root in self.roots):
             folders = ", ".join(map(str, self.roots)) or "none"
             raise NotServed(
                 code_pb2.PERMISSION_DENIED,
-                "MEDIA_OUTSIDE_SOURCES",
+                Reason.MEDIA_OUTSIDE_SOURCES,
                 f"{uri} is not inside the folders the page serves files from (RVS_WEB_MEDIA_DIRS: {folders})",
             )
         if self._digest(path, _identity(st)) != media_id:
@@ -63,21 +59,20 @@ class MediaFiles:
 
     @staticmethod
     def _changed(uri: str, why: str) -> NotServed:
-        return NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_CHANGED", f"{uri} is not served: {why}")
+        return NotServed(code_pb2.NOT_FOUND, Reason.MEDIA_FILE_CHANGED, f"{uri} is not served: {why}")
 
     def _digest(self, path: Path, identity: Identity) -> str | None:
         """The content hash of the file with this identity; None if it changed while being read."""
-        with self._lock:
-            known = self._digests.get(identity)
+        known = self._digests.get(identity)
         if known is not None:
             return known
         try:
             digest = content_id(path)
             unchanged = _identity(path.lstat()) == identity
         except OSError as exc:
-            raise NotServed(code_pb2.NOT_FOUND, "MEDIA_FILE_MISSING", f"cannot read {path}: {exc.strerror}") from exc
+            message = f"cannot read {path}: {exc.strerror}"
+            raise NotServed(code_pb2.NOT_FOUND, Reason.MEDIA_FILE_MISSING, message) from exc
         if not unchanged:
             return None
-        with self._lock:
-            self._digests[identity] = digest
+        self._digests.put(identity, digest)
         return digest

@@ -4,8 +4,6 @@ in a bounded in-memory cache: nothing is stored at ingest."""
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from rvs.core.media.images import open_upright
 from rvs.core.media.video import VideoSampler
+from rvs.query.web.caches import SharedLRU
 
 Box = tuple[int, int, int, int]
 
@@ -29,32 +28,11 @@ class StillKey:
     side: int
 
 
-class StillCache:
+class StillCache(SharedLRU[StillKey, bytes]):
     """Encoded JPEGs, least recently used dropped first once over `capacity_bytes`."""
 
     def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = capacity_bytes
-        self.size = 0
-        self._items: OrderedDict[StillKey, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: StillKey) -> bytes | None:
-        with self._lock:
-            data = self._items.get(key)
-            if data is not None:
-                self._items.move_to_end(key)
-            return data
-
-    def put(self, key: StillKey, data: bytes) -> None:
-        if len(data) > self.capacity:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            self.size += len(data) - (len(old) if old is not None else 0)
-            self._items[key] = data
-            while self.size > self.capacity:
-                _, dropped = self._items.popitem(last=False)
-                self.size -= len(dropped)
+        super().__init__(capacity_bytes, getsizeof=len)
 
 
 def _photo(path: Path, side: int) -> tuple[Image.Image, float]:

@@ -3,7 +3,6 @@ webhook) and hands each (bucket, key, event name) to the bucket source."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -11,6 +10,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pydantic import BaseModel, Field, ValidationError
+
+from rvs.core.auth import Credentials, Token
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ OnEvent = Callable[[str, str, str], None]  # (bucket, key as sent, event name)
 class NotificationReceiver:
     def __init__(self, host: str, port: int, token: str | None, on_event: OnEvent) -> None:
         self.host = host
-        self._token = token
+        self._token = Token(token) if token is not None else None
         self._on_event = on_event
         receiver = self
 
@@ -91,10 +92,7 @@ class NotificationReceiver:
         self._server.server_close()
 
     def _authorized(self, header: str | None) -> bool:
-        if self._token is None:
-            return True
-        given = (header or "").removeprefix("Bearer ").encode()
-        return hmac.compare_digest(given, self._token.encode())
+        return self._token is None or self._token.check(header) is Credentials.VALID
 
     def handle(self, authorization: str | None, body: bytes | None) -> HTTPStatus:
         if not self._authorized(authorization):

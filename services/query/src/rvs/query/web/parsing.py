@@ -1,0 +1,92 @@
+"""What a request to the page's API sends: search options and other parameters in the query string,
+and a body read within its size limit and deadline. A bad value is INVALID_PARAMETER."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import anyio
+from google.rpc import code_pb2
+from starlette.requests import Request
+
+from rvs.core.api_errors import Reason
+from rvs.core.media.kinds import KIND_FILTERS
+from rvs.query.web.errors import ApiError
+from rvs.query.web.stills import Box
+from rvs.v1 import rvs_pb2 as pb
+
+
+def search_request(params: Mapping[str, str]) -> pb.SearchRequest:
+    """Search options from the query string; the image travels in the body (or was sent before)."""
+    request = pb.SearchRequest()
+    try:
+        if params.get("top_k"):
+            request.top_k = int(params["top_k"])
+        if params.get("min_score"):
+            request.min_score = float(params["min_score"])
+        if params.get("face_index"):
+            request.face_index = int(params["face_index"])
+        if params.get("kinds"):
+            request.kinds = KIND_FILTERS[params["kinds"]]
+        request.source_prefix = params.get("source_prefix", "")
+    except (ValueError, KeyError) as exc:
+        raise ApiError(
+            code_pb2.INVALID_ARGUMENT,
+            Reason.INVALID_PARAMETER,
+            f"bad search option ({exc}): top_k and face_index are counts, min_score a number in [-1, 1], "
+            f"kinds one of {', '.join(KIND_FILTERS)}",
+        ) from exc
+    return request
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(params.get(name) or default)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"{name} must be a whole number in [{low}, {high}]"
+        )
+    return value
+
+
+def box_param(params: Mapping[str, str]) -> Box | None:
+    if not params.get("box"):
+        return None
+    try:
+        values = [float(v) for v in params["box"].split(",")]
+        if len(values) != 4 or not all(math.isfinite(v) and abs(v) < 1e6 for v in values):
+            raise ValueError
+    except ValueError:
+        message = "box must be x1,y1,x2,y2 in pixels"
+        raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message) from None
+    x1, y1, x2, y2 = (round(v) for v in values)
+    # Corners in any order: drawing needs the top left one first.
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+async def read_body(request: Request, limit: int, deadline_s: float) -> bytes:
+    """The body, up to `limit` bytes, within `deadline_s` (RVS_RPC_DEADLINE_S): a client that stops
+    sending does not keep its connection for good."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks, size = [], 0
+    try:
+        with anyio.fail_after(deadline_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(size, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        message = f"the request body did not arrive within {deadline_s:g} s (RVS_RPC_DEADLINE_S)"
+        raise ApiError(code_pb2.DEADLINE_EXCEEDED, Reason.REQUEST_TIMEOUT, message, status=408) from None
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    message = f"the request is {size} bytes or more; the limit is {limit}"
+    return ApiError(code_pb2.RESOURCE_EXHAUSTED, Reason.REQUEST_TOO_LARGE, message)
