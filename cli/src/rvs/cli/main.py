@@ -24,7 +24,7 @@ from rvs.sampler.config import SamplerSettings
 BUS_ONLY = ("kafka_bootstrap", "frames_topic", "events_topic", "dead_letter_topic", "partitions", "consumer_group")
 DEFAULT_TARGET = "localhost:50051"
 
-# Each command imports what it runs only when run: `rvs --help` and the clients load no torch.
+# Each command imports what it runs only when it runs: `rvs --help` imports neither torch nor gRPC.
 
 
 def cmd_up(args: argparse.Namespace) -> int:
