@@ -150,3 +150,27 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
     assert len(about_media) >= 4 and all(len(e.get("media_id", "")) == 64 for e in about_media), about_media
     assert any(e["msg"] == "stopped" for e in lines)
     assert any(e["msg"] == f"search page on http://127.0.0.1:{web_port}/" for e in lines)
+
+
+def test_up_once_ingests_the_folder_then_stops(tmp_path: Path, milvus_uri: str, collection_name: str) -> None:
+    from rvs.core.catalog import Catalog
+    from rvs.v1 import rvs_pb2 as pb
+
+    watch, data = tmp_path / "inbox", tmp_path / "data"
+    watch.mkdir()
+    shutil.copy(lfw("Colin_Powell", 1), watch / "powell.jpg")
+    env = {**os.environ, "RVS_SETTLE_S": "0.2", "RVS_COLLECTION": collection_name}
+    up = rvs(
+        "up", "--once", "--watch", str(watch), "--data-dir", str(data), "--model", "dlib-resnet",
+        "--milvus-uri", milvus_uri, "--port", str(free_port()), "--metrics-port", "0", "--web-port", "0",
+        env=env,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    assert "everything in the sources is ingested: stopping (--once)" in up.stderr
+    assert "drain did not finish" not in up.stderr and "stopped" in up.stderr
+    catalog = Catalog(data / "catalog.db")
+    try:
+        [media] = catalog.list_media()
+    finally:
+        catalog.close()
+    assert (Path(media.uri).name, media.state, media.faces_found) == ("powell.jpg", pb.MEDIA_STATE_DONE, 1)

@@ -63,8 +63,7 @@ def test_full_state_directory_recovers_when_space_returns(
         media = list(running.stub.ListMedia(pb.ListMediaRequest()).media)
         assert not [m for m in media if m.state == pb.MEDIA_STATE_FAILED], "a full disk is not the file's fault"
         app = running.app
-        assert app.sampler is not None and all(t.is_alive() for t in app.sampler._threads)
-        assert app.embedder is not None and app.embedder._thread is not None and app.embedder._thread.is_alive()
+        assert app.healthy(), f"not working: {app.parts.unhealthy()}"  # the sampler's and embedder's threads included
 
         filler.unlink()  # space returns
         media = wait_done(running.stub, expected=3, timeout_s=120)

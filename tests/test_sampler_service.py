@@ -134,3 +134,15 @@ def test_a_removal_stops_the_ingest_in_progress_for_good(tmp_path: Path) -> None
     frames += drain(bus)
     assert events.of("discovered")[0].media_id == media_id and len(frames) == 20
     service.stop()
+
+
+def test_caught_up_only_once_what_the_folder_held_at_start_is_sampled(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What `rvs up --once` waits for: not before the first scan, nor while a file settles or samples."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    shutil.copy(lfw("Tony_Blair", 1), watch / "blair.jpg")
+    service, _, events = sampler(settle_s=0.5)
+    assert not service.caught_up()
+    wait_for(service.caught_up, 20)
+    assert [e.media_id for e in events.of("sampled")] == [events.of("discovered")[0].media_id]
+    assert service.healthy()

@@ -1,5 +1,6 @@
 """Embedded mode: sampler, embedder and query service in one process, joined by an in-memory bus,
-with an embedded Milvus server. The same service classes run in distributed mode over Kafka."""
+with an embedded Milvus server. The same service classes run in distributed mode over Kafka.
+`rvs up --once` runs it until what the watched folder and bucket hold is ingested."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field, model_validator
 
 from rvs.core.bus import removal
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.core.catalog import Catalog
+from rvs.core.config import check_agree
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import check_model, is_index_event, seed, switched
+from rvs.core.lifecycle import Component, InOrder, Part
 from rvs.core.logs import media_log
 from rvs.core.metrics_http import MetricsEndpoint
 from rvs.core.model_set import ModelSet, model_loader
@@ -80,26 +83,44 @@ class LocalEvents:
         """Events are applied as they are published: nothing to wait for."""
 
 
-@dataclass
-class EmbeddedSettings:
+class EmbeddedSettings(BaseModel):
+    """`rvs up`'s settings: each service's own, which must agree on every field they share (one
+    data_dir, one model, one Milvus); the values they share are read from `shared`."""
+
     sampler: SamplerSettings
     embedder: EmbedderSettings
     query: QuerySettings
-    bus_capacity: int = 64
+    bus_capacity: int = Field(64, ge=1)  # frames held between the sampler and the embedder
+
+    @model_validator(mode="after")
+    def _parts_agree(self) -> EmbeddedSettings:
+        check_agree({"sampler": self.sampler, "embedder": self.embedder, "query": self.query})
+        return self
+
+    @property
+    def shared(self) -> QuerySettings:
+        """Where one value serves every part (the data folder, Milvus, the index's model)."""
+        return self.query
 
 
 class EmbeddedApp:
+    """Embedded mode as parts started in order and stopped in reverse (`parts`): a stop takes work
+    in last (health, then the sampler), drains the embedder, then closes the index and the catalog."""
+
     def __init__(self, settings: EmbeddedSettings) -> None:
         self.settings = settings
-        common = settings.query
+        shared = settings.shared
         self.registry = CollectorRegistry()
-        self.metrics = MetricsEndpoint(self.registry, common.metrics_host, common.metrics_port)
+        self.metrics = MetricsEndpoint(self.registry, shared.metrics_host, shared.metrics_port)
         self.milvus = (
             None
-            if common.milvus_uri
-            else EmbeddedMilvus(common.data_dir / "milvus", common.milvus_port, common.milvus_isolate)
+            if shared.milvus_uri
+            else EmbeddedMilvus(shared.data_dir / "milvus", shared.milvus_port, shared.milvus_isolate)
         )
-        self.catalog = Catalog(common.data_dir / "catalog.db")
+        self.uri = shared.milvus_uri or (self.milvus.uri if self.milvus else "")
+        self.catalog = Catalog(shared.data_dir / "catalog.db")
+        # The query service exists once its part has started; a removal before then has no faces to delete.
+        self.events = LocalEvents(self.catalog, lambda media_id: self.query.delete_faces(media_id) if self.query else 0)
         self.bus = MemoryFrameBus(settings.bus_capacity)
         # Each service owns its model, as in distributed mode: a search never waits behind a batch.
         self.embed_pipeline = FacePipeline(settings.embedder)
@@ -109,65 +130,116 @@ class EmbeddedApp:
         self.embedder: EmbedderService | None = None
         self.query: QueryService | None = None
         self._progress_stop = threading.Event()
+        self.parts = InOrder(
+            [
+                Part("catalog", stop=self.catalog.close),  # opened above, closed last
+                Part("metrics", self.metrics.start, self.metrics.stop),
+                *([Part("milvus", self.milvus.start, self.milvus.stop)] if self.milvus else []),
+                Part("index", self._open_index, self._close_index),
+                Part("services", self._build_services, self._close_models),
+                _built("query", lambda: self.query),  # listening; NOT_SERVING until `serving`
+                Part("bus", stop=self.bus.close),
+                _built("embedder", lambda: self.embedder),  # its stop drains the bus, the sampler stopped
+                _built("sampler", lambda: self.sampler),
+                Part("serving", self._serve, self._unserve),
+                Part("progress", self._start_progress, self._progress_stop.set),
+            ]
+        )
         self._stopped = False
 
     def start(self) -> None:
-        s = self.settings
-        self.metrics.start()
-        if self.milvus is not None:
-            self.milvus.start()
-        uri = s.query.milvus_uri or (self.milvus.uri if self.milvus else "")
-        self._settle_model(uri)
+        self.parts.start()
+
+    def healthy(self) -> bool:
+        return self.parts.healthy()
+
+    def stop(self) -> None:
+        """Stop taking work, drain what is in flight, then close everything in order."""
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("stopping: draining in-flight work")
+        self.parts.stop()
+        log.info("stopped")
+
+    # -- the parts, in order
+
+    def _open_index(self) -> None:
+        """The index's model settled in the catalog, both pipelines loaded, the store opened."""
+        self._settle_model()
         self.embed_pipeline.load()
         self.query_pipeline.load()
-        self.store = open_face_store(s.query, uri, self.query_pipeline.model_name, self.query_pipeline.dim)
-        query_models = ModelSet((self.query_pipeline, self.store), model_loader(s.query, uri))
-        # Set once the query service exists; a removal before then has no faces to delete.
-        events = LocalEvents(self.catalog, lambda media_id: self.query.delete_faces(media_id) if self.query else 0)
+        self.store = open_face_store(
+            self.settings.shared, self.uri, self.query_pipeline.model_name, self.query_pipeline.dim
+        )
+
+    def _close_index(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _settle_model(self) -> None:
+        """The index's model: recorded in the catalog, or seeded on a fresh index (with the model of
+        a collection rvs made before per-model collections, else RVS_MODEL); RVS_MODEL must be it."""
+        shared = self.settings.shared
+        if not self.catalog.active_model():
+            self.catalog.apply(seed(legacy_model(shared, self.uri) or shared.model))
+        check_model(shared.model, self.catalog.active_model())
+
+    def _build_services(self) -> None:
+        """The three services, each told of the others' removals and index events, and of the index
+        as the catalog knows it."""
+        assert self.store is not None
+        s = self.settings
         self.query = QueryService(
             self._query_settings(),
             self.query_pipeline,
             self.store,
             self.catalog,
             self.registry,
-            remove_media=events.remove_media,
-            models=query_models,
-            publish=events.publish,
+            remove_media=self.events.remove_media,
+            models=ModelSet((self.query_pipeline, self.store), model_loader(s.query, self.uri)),
+            publish=self.events.publish,
         )
-        self.query.start()
         self.embedder = EmbedderService(
             s.embedder,
             self.bus,
-            events,
+            self.events,
             self.embed_pipeline,
             self.store,
             self.registry,
-            load_model=model_loader(s.embedder, uri),
+            load_model=model_loader(s.embedder, self.uri),
         )
-        self.sampler = SamplerService(s.sampler, self.bus, events, self.registry)
-        events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
-        events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
-        for event in self._index_events():  # the index as the catalog knows it, for every service
+        self.sampler = SamplerService(s.sampler, self.bus, self.events, self.registry)
+        self.events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
+        self.events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
+        for event in self._index_events():
             self.sampler.index_event(event)
             self.query.index_event(event)
         # Frames of these were in memory when rvs last stopped: sample them again.
         self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
         self.sampler.reread_again(self.catalog.reindex_undone())
-        self.embedder.start()
-        self.sampler.start()
+
+    def _close_models(self) -> None:
+        for service in (self.query, self.embedder):
+            if service is not None:
+                service.models.close()
+
+    def _serve(self) -> None:
+        assert self.query is not None
         self.query.ready()
-        events.switch_if_complete()  # a reindex that completed just before rvs stopped
+        self.events.switch_if_complete()  # a reindex that completed just before rvs stopped
+
+    def _unserve(self) -> None:
+        if self.query is not None:
+            self.query.not_ready()
+
+    def _start_progress(self) -> None:
         threading.Thread(target=self._report_progress, name="progress", daemon=True).start()
 
-    def _settle_model(self, uri: str) -> None:
-        """The index's model: recorded in the catalog, or seeded on a fresh index (with the model of
-        a collection rvs made before per-model collections, else RVS_MODEL); RVS_MODEL must be it."""
-        configured = self.settings.query.model
-        if not self.catalog.active_model():
-            self.catalog.apply(seed(legacy_model(self.settings.query, uri) or configured))
-        check_model(configured, self.catalog.active_model())
+    # --
 
     def _index_events(self) -> list[pb.MediaEvent]:
+        """The index as the catalog knows it: its model and a running reindex."""
         events = [pb.MediaEvent(switched=pb.IndexSwitched(model=self.catalog.active_model()))]
         if target := self.catalog.reindex_target():
             at = self.catalog.reindex_requested_at()
@@ -196,38 +268,51 @@ class EmbeddedApp:
                     extra=media_log(m.media_id),
                 )
 
+    def idle(self) -> bool:
+        """Every source scanned, and nothing queued or in progress."""
+        return (
+            self.sampler is not None
+            and self.sampler.caught_up()
+            and self.bus.pending() == 0
+            and not self.catalog.has_unfinished()
+        )
+
     def wait_idle(self, timeout_s: float) -> bool:
-        """True once nothing is queued or in progress (used by tests and `rvs up --once`)."""
+        """True once idle (used by tests and `rvs eval`), False if it was not within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.sampler and self.sampler.idle() and self.bus.pending() == 0 and not self.catalog.has_unfinished():
+            if self.idle():
                 return True
             time.sleep(0.2)
         return False
 
-    def stop(self) -> None:
-        """Stop taking work, drain what is in flight, then close everything in order."""
-        if self._stopped:
-            return
-        self._stopped = True
-        log.info("stopping: draining in-flight work")
-        self._progress_stop.set()
-        if self.query:
-            self.query.server.set_serving(False)
-        if self.sampler:
-            self.sampler.stop()
-        if self.embedder:
-            self.embedder.stop()
-        self.bus.close()
-        if self.query:
-            self.query.stop()
-            self.query.models.close()
-        if self.embedder:
-            self.embedder.models.close()
-        if self.store:
-            self.store.close()
-        if self.milvus:
-            self.milvus.stop()
-        self.catalog.close()
-        self.metrics.stop()
-        log.info("stopped")
+    def run_once(self, stopping: threading.Event) -> int:
+        """`rvs up --once`, once started: wait until what the sources hold is ingested (0), a signal
+        came (0: a clean stop all the same) or a part stopped working (1)."""
+        while not stopping.wait(0.2):
+            if self.idle():
+                log.info("everything in the sources is ingested: stopping (--once)")
+                return 0
+            if not self.healthy():
+                log.error("stopping: %s stopped working", ", ".join(self.parts.unhealthy()))
+                return 1
+        return 0
+
+
+def _built(name: str, get: Callable[[], Component | None]) -> Part:
+    """The part of a service that an earlier part builds (it needs the index): started, stopped and
+    asked whether it is healthy once it exists."""
+
+    def start() -> None:
+        service = get()
+        assert service is not None
+        service.start()
+
+    def stop() -> None:
+        if (service := get()) is not None:
+            service.stop()
+
+    def healthy() -> bool:
+        return (service := get()) is not None and service.healthy()
+
+    return Part(name, start, stop, healthy)

@@ -7,6 +7,7 @@ All settings come from environment variables with the prefix ``RVS_`` (``RVS_DAT
 from __future__ import annotations
 
 import ipaddress
+from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
@@ -146,3 +147,20 @@ class BusSettings(CommonSettings):
     max_frame_bytes: int = Field(1_000_000, ge=20_000)
     """Largest frame message on the bus (Kafka's default limit is 1 MB): a frame that would be larger
     is re-encoded at lower JPEG quality, then smaller, until it fits."""
+
+
+SHARED = (CommonSettings, ModelSettings, StoreSettings, BusSettings)
+
+
+def check_agree(parts: dict[str, CommonSettings]) -> None:
+    """Parts run in one process (embedded mode) must agree on every field they share of the classes
+    above: one data_dir, one model, one Milvus... Raises ValueError naming a field that differs."""
+    shared = {name for cls in SHARED for name in cls.model_fields}
+    for (a, first), (b, second) in combinations(parts.items(), 2):
+        for field in sorted(type(first).model_fields.keys() & type(second).model_fields.keys() & shared):
+            ours, theirs = getattr(first, field), getattr(second, field)
+            if ours != theirs:  # a SecretStr compares by value and prints as stars
+                raise ValueError(
+                    f"the {a} and {b} settings disagree on {field} ({ours!r} and {theirs!r}): "
+                    f"one process has one {field}; give it once (RVS_{field.upper()})"
+                )

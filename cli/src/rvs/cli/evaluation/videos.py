@@ -25,7 +25,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,10 +168,7 @@ def evaluate(
         app = EmbeddedApp(settings)
         app.start()
         try:
-            deadline = time.monotonic() + 3600
-            while len(app.catalog.list_media(limit=1 << 30)) < len(clips) and time.monotonic() < deadline:
-                time.sleep(0.2)  # not yet discovered
-            app.wait_idle(max(0.0, deadline - time.monotonic()))
+            app.wait_idle(3600)  # every clip discovered (the folder scanned), sampled and embedded
             assert app.query is not None
             engine = app.query.engine
             min_score = engine.default_min_score

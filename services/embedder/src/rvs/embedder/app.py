@@ -119,17 +119,21 @@ class EmbedderService:
         self._thread.start()
 
     def stop(self, drain_s: float = 30.0) -> None:
-        """Process what the bus still holds (up to `drain_s`), commit it, then stop polling.
+        """Process what the bus still holds (up to `drain_s`; 0: none of it), commit it, then stop polling.
 
         Frames not processed by then are not committed: they are processed again after a restart."""
         self._draining.set()
         if self._thread is None:
             return
-        self._thread.join(drain_s)
-        if self._thread.is_alive():
-            log.warning("drain did not finish in %.0fs; stopping after the current batch", drain_s)
-            self._stopping.set()
-            self._thread.join(60)
+        if drain_s > 0:  # with 0 there is no drain to wait for, nor one that did not finish
+            self._thread.join(drain_s)
+            if self._thread.is_alive():
+                log.warning("drain did not finish in %.0fs; stopping after the current batch", drain_s)
+        self._stopping.set()
+        self._thread.join(60)
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._draining.is_set()
 
     def _loop(self) -> None:
         wait_s = self.settings.max_wait_ms / 1000

@@ -81,6 +81,9 @@ class EmbedderProcess:
         if self.service:
             self.service.metrics.set_lag(lags)
 
+    def healthy(self) -> bool:
+        return self.service is not None and self.service.healthy()
+
     def stop(self) -> None:
         if self.follower:
             self.follower.stop()

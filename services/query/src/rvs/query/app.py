@@ -128,6 +128,13 @@ class QueryService:
     def ready(self) -> None:
         self.server.set_serving(True)
 
+    def not_ready(self) -> None:
+        """Health says NOT_SERVING (clients move elsewhere) while the server still answers."""
+        self.server.set_serving(False)
+
+    def healthy(self) -> bool:
+        return self.server.serving
+
     def stop(self, grace_s: float = 5.0) -> None:
         if self.web is not None:
             self.web.stop()

@@ -99,6 +99,9 @@ class QueryProcess:
         self.catalog.apply(event)  # at once for this caller; the follower folds it again, to no effect
         return self.store.delete_media(media_id)
 
+    def healthy(self) -> bool:
+        return self.service is not None and self.service.healthy()
+
     def stop(self) -> None:
         if self.service:
             self.service.stop()

@@ -80,6 +80,10 @@ class SearchEngine:
         self.pipeline, self.store = pipeline, store
         log.info("searches now use model %s (collection %s)", store.model, store.collection)
 
+    def delete_media(self, media_id: str) -> int:
+        """Delete a media item's faces from the collection searches use; the faces removed."""
+        return self._active[1].delete_media(media_id)
+
     @property
     def default_min_score(self) -> float:
         return self._min_score(self._active[0])

@@ -87,7 +87,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         self.rpc_deadline_s = rpc_deadline_s
         self.remove_media = remove_media or self._remove_here
         self.start_reindex = start_reindex
-        self.delete_faces = delete_faces or (lambda media_id: self.engine.store.delete_media(media_id))
+        self.delete_faces = delete_faces or engine.delete_media
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -212,6 +212,7 @@ class QueryServer:
 
     def __init__(self, settings: QuerySettings, servicer: SearchServicer) -> None:
         self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.serving = False
         interceptors = []
         if settings.auth_token is not None:
             metrics = servicer.metrics
@@ -244,6 +245,7 @@ class QueryServer:
         self.set_serving(False)
 
     def set_serving(self, serving: bool) -> None:
+        self.serving = serving
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         self.health.set("", status)
         self.health.set(SERVICE_NAME, status)

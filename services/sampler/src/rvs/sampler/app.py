@@ -53,6 +53,7 @@ class SamplerService:
         self._retry_s = 5.0
         self.index = IndexView()  # the active model and a running reindex, as the events say
         self._started = False
+        self._settled: set[str] = set()  # sources whose last scan since the start left nothing to come back for
 
     def requeue(self, media_ids: set[str]) -> None:
         """Sample these again at start (embedded mode: their frames were in memory when rvs stopped)."""
@@ -130,7 +131,15 @@ class SamplerService:
         self.state.close()
 
     def idle(self) -> bool:
+        """No media item is queued or being sampled."""
         return self._jobs.unfinished_tasks == 0
+
+    def caught_up(self) -> bool:
+        """Every source has been scanned since the start, and nothing found is left to sample."""
+        return len(self._settled) == len(self.sources) and self.idle()
+
+    def healthy(self) -> bool:
+        return self._started and not self._stopping.is_set() and all(t.is_alive() for t in self._threads)
 
     def _owner(self, uri: str) -> Source | None:
         return next((s for s in self.sources if s.owns(uri)), None)
@@ -161,6 +170,7 @@ class SamplerService:
             source.wait(delay, self._stopping)
 
     def _scan_once(self, source: Source) -> None:
+        self._settled.discard(source.uri)
         known = {uri: v for uri, v in self.state.known_entries().items() if source.owns(uri)}
         result = source.scan({uri: (size, version) for uri, (size, version, _) in known.items()})
         self.metrics.source_scans.labels(source.kind).inc()
@@ -171,13 +181,15 @@ class SamplerService:
                 self._remove_if_configured(orphan, uri)
         for entry in result.ready:
             # A bucket's objects are copied to a spool: keep only a few ahead of the decoders.
-            while getattr(source, "spools", False) and self._jobs.qsize() > self.settings.decode_workers:
+            while source.spools and self._jobs.qsize() > self.settings.decode_workers:
                 if self._stopping.wait(0.1):
                     return
             if self._stopping.is_set():
                 return
             previous = known.get(entry.uri)
             self._discover(source, entry, previous[2] if previous else None)
+        if source.settled():
+            self._settled.add(source.uri)
 
     def _remove_if_configured(self, media_id: str, uri: str) -> None:
         """`media_id` has no entry left in any source (deleted or overwritten)."""
@@ -295,7 +307,7 @@ class SamplerService:
             path = source.local_path(job.uri, job.media_id)
             # A file is re-read only while it still holds what was indexed (a bucket's download is
             # checked by local_path); other content under the name is another media item.
-            if not getattr(source, "spools", False) and content_id(path) != job.media_id:
+            if not source.spools and content_id(path) != job.media_id:
                 raise FileNotFoundError(f"{job.uri} holds other content now")
         except OSError as exc:
             self._sampler.gone(job, "SOURCE_GONE", f"the item is no longer in its source: {exc}")

@@ -43,6 +43,9 @@ class SamplerProcess:
         elif is_index_event(event):  # a reindex to run (planned once caught up, at start), a switch
             self.service.index_event(event)
 
+    def healthy(self) -> bool:
+        return self.service is not None and self.service.healthy()
+
     def stop(self) -> None:
         if self.follower:
             self.follower.stop()

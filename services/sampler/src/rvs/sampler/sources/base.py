@@ -44,6 +44,7 @@ class Source(Protocol):
     uri: str  # what Media.source reports: the folder's path or s3://bucket/prefix
     kind: str  # metric label: "folder" or "bucket"
     scan_interval_s: float
+    spools: bool  # its content is copied to a local spool (a bucket): only a few are fetched ahead
 
     def owns(self, uri: str) -> bool: ...
 
@@ -53,6 +54,11 @@ class Source(Protocol):
 
     def scan(self, known: dict[str, tuple[int, str]]) -> ScanResult:
         """Compare the source with `known` (uri -> (size, version)); raises SourceError."""
+        ...
+
+    def settled(self) -> bool:
+        """Whether the last scan left nothing to come back for (a file still being written, a
+        notification not yet looked at)."""
         ...
 
     def wait(self, timeout_s: float, stopping: threading.Event) -> None:

@@ -206,6 +206,9 @@ class BucketSource:
                 result.ready.append(entry)
         return result
 
+    def settled(self) -> bool:
+        return self._notified.empty()  # a listing returns every object it finds at once
+
     def wait(self, timeout_s: float, stopping: threading.Event) -> None:
         deadline = time.monotonic() + timeout_s
         while not stopping.is_set() and time.monotonic() < deadline:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 class FolderSource:
     kind = "folder"
+    spools = False
 
     def __init__(
         self, root: Path, settle_s: float = 2.0, follow_symlinks: bool = False, scan_interval_s: float = 1.0
@@ -94,6 +95,9 @@ class FolderSource:
                 del self._settling[path]
         removed = [p for p in known if p not in current]
         return ScanResult(ready=sorted(ready, key=lambda e: e.uri), removed=removed)
+
+    def settled(self) -> bool:
+        return not self._settling
 
     def wait(self, timeout_s: float, stopping: threading.Event) -> None:
         stopping.wait(timeout_s)

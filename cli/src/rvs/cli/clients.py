@@ -1,0 +1,226 @@
+"""The gRPC clients of the query service: `rvs search`, `rvs status` and `rvs reindex`, with their output.
+
+Every one connects the same way (`--target`, TLS with `--tls`/`--tls-ca`, the bearer token of
+`--token` or RVS_AUTH_TOKEN) and says what went wrong the same way: `rvs <command>: CODE [REASON]:
+message` on stderr, exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict, MessageToJson
+
+from rvs.cli import status_view
+from rvs.core.media.kinds import KIND_FILTERS
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+
+def _rpc_error(exc: Any) -> str:
+    from grpc_status import rpc_status
+
+    from rvs.core.api_errors import ERROR_DOMAIN
+
+    reason = ""
+    status = rpc_status.from_call(exc)
+    if status is not None:
+        from google.rpc import error_details_pb2
+
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                reason = f" [{info.reason}]"
+    return f"{exc.code().name}{reason}: {exc.details()}"
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """A channel to the query service, over TLS when asked for."""
+    if not (args.tls or args.tls_ca):
+        return grpc.insecure_channel(args.target)
+    root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    return grpc.secure_channel(args.target, grpc.ssl_channel_credentials(root_certificates=root))
+
+
+def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The bearer token, sent with every call when one is given."""
+    token = args.token or os.environ.get("RVS_AUTH_TOKEN")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+@dataclass
+class Rpc:
+    """The query service's RPCs, each with the command's deadline and token."""
+
+    stub: rvs_pb2_grpc.SearchServiceStub
+    timeout: float
+    metadata: tuple[tuple[str, str], ...]
+
+    def search(self, request: pb.SearchRequest) -> pb.SearchResponse:
+        return self.stub.Search(request, timeout=self.timeout, metadata=self.metadata)
+
+    def list_media(self, request: pb.ListMediaRequest) -> pb.ListMediaResponse:
+        return self.stub.ListMedia(request, timeout=self.timeout, metadata=self.metadata)
+
+    def reindex(self, request: pb.ReindexRequest) -> pb.ReindexStatus:
+        return self.stub.Reindex(request, timeout=self.timeout, metadata=self.metadata)
+
+    def get_reindex(self) -> pb.ReindexStatus:
+        return self.stub.GetReindex(pb.GetReindexRequest(), timeout=self.timeout, metadata=self.metadata)
+
+
+def _calling(command: str, args: argparse.Namespace, body: Callable[[Rpc], None]) -> int:
+    """Run `body` with the RPCs; an RPC error is `rvs <command>: ...` on stderr (status 1), Ctrl-C 130."""
+    with _channel(args) as channel:
+        try:
+            body(Rpc(rvs_pb2_grpc.SearchServiceStub(channel), args.timeout, _metadata(args)))
+        except grpc.RpcError as exc:
+            print(f"rvs {command}: {_rpc_error(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def _fmt_time(ms: int) -> str:
+    s = ms / 1000
+    return f"{int(s // 60)}:{s % 60:04.1f}"
+
+
+def search(args: argparse.Namespace) -> int:
+    try:
+        image = Path(args.photo).read_bytes()
+    except OSError as exc:
+        print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
+        return 2
+    request = pb.SearchRequest(
+        image=image,
+        top_k=args.top_k,
+        kinds=KIND_FILTERS[args.kinds],
+        source_prefix=args.source or "",
+    )
+    if args.min_score is not None:
+        request.min_score = args.min_score
+    if args.face is not None:
+        request.face_index = args.face
+
+    def body(rpc: Rpc) -> None:
+        response = rpc.search(request)
+        if args.json:
+            print(
+                MessageToJson(
+                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
+                )
+            )
+        else:
+            print_matches(response)
+
+    return _calling("search", args, body)
+
+
+def print_matches(response: pb.SearchResponse) -> None:
+    faces = response.query_faces
+    used = faces[response.used_face_index]
+    print(
+        f"{len(faces)} face(s) in the query; searched face {response.used_face_index} at "
+        f"({used.box.x1:.0f},{used.box.y1:.0f})-({used.box.x2:.0f},{used.box.y2:.0f}); "
+        f"model {response.model}, min_score {response.min_score:.2f}"
+    )
+    if not response.matched:
+        print("No match: nobody in the index scores above the threshold.")
+        return
+    if response.images:
+        print(f"\nPhotos ({len(response.images)})")
+        print(f"  {'score':>6}  file")
+        for img in response.images:
+            print(f"  {img.score:6.3f}  {img.uri}")
+    if response.videos:
+        print(f"\nVideos ({len(response.videos)})")
+        for v in response.videos:
+            print(f"  {v.best_score:6.3f}  {v.uri}  (length {_fmt_time(v.duration_ms)})")
+            for seg in v.segments:
+                print(
+                    f"          {_fmt_time(seg.start_ms)} - {_fmt_time(seg.end_ms)}  best {seg.best_score:.3f}"
+                    f" at {_fmt_time(seg.best_time_ms)}"
+                )
+
+
+def _all_media(rpc: Rpc) -> Callable[[], list[pb.Media]]:
+    def fetch() -> list[pb.Media]:
+        media: list[pb.Media] = []
+        token = ""
+        while True:
+            page = rpc.list_media(pb.ListMediaRequest(page_size=500, page_token=token))
+            media.extend(page.media)
+            token = page.next_page_token
+            if not token:
+                return media
+
+    return fetch
+
+
+def _reindex_or_none(rpc: Rpc) -> Callable[[], pb.ReindexStatus | None]:
+    def fetch() -> pb.ReindexStatus | None:
+        try:
+            return rpc.get_reindex()
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # no catalog, or an older server
+                return None
+            raise
+
+    return fetch
+
+
+def status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    def body(rpc: Rpc) -> None:
+        fetch, fetch_reindex = _all_media(rpc), _reindex_or_none(rpc)
+        if args.json:
+            rows = [
+                MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                for m in fetch()
+            ]
+            print(json.dumps(rows, indent=2))
+        elif sys.stdout.isatty() and not args.once:
+            status_view.live(fetch, Console(), args.interval, fetch_reindex)
+        elif args.follow:
+            status_view.follow_lines(fetch, lambda line: print(line, flush=True), args.interval, fetch_reindex)
+        else:
+            status_view.print_table(fetch(), print, fetch_reindex())
+
+    return _calling("status", args, body)
+
+
+def reindex(args: argparse.Namespace) -> int:
+    """Start a reindex into --model (or show the index's state), and with --wait follow it until the
+    switch. Searches keep answering from the current model meanwhile."""
+
+    def show(r: pb.ReindexStatus) -> None:
+        if args.json:
+            print(json.dumps(MessageToDict(r, preserving_proto_field_name=True), indent=2))
+        else:
+            print("\n".join(status_view.reindex_lines(r)), flush=True)
+
+    def body(rpc: Rpc) -> None:
+        state = rpc.reindex(pb.ReindexRequest(model=args.model)) if args.model else rpc.get_reindex()
+        show(state)
+        shown = state
+        while args.wait and state.target_model:
+            time.sleep(args.interval)
+            state = rpc.get_reindex()
+            if state != shown and not args.json:
+                show(state)
+                shown = state
+        if args.wait and args.json:
+            show(state)
+
+    return _calling("reindex", args, body)
