@@ -42,14 +42,6 @@ def machine() -> dict[str, object]:
     }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def facenet_weights(model: str, given: Path | None) -> Path | None:
     """The weights file for a facenet model: the one given, else a randomly initialised
     InceptionResnetV1 (the published weights cannot be downloaded here; the cost is the same)."""

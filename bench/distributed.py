@@ -24,11 +24,12 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from rvs.core.net import free_port
 from rvs.core.store.embedded_milvus import EmbeddedMilvus
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import ROOT, SHARED, free_port, peak_rss_mib, save, talking_head_clip
+from common import ROOT, SHARED, peak_rss_mib, save, talking_head_clip
 
 KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
 

@@ -28,10 +28,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from rvs.core.net import free_port
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import cpu_seconds, free_port, save, talking_head_clip, tree_rss_mib
+from common import cpu_seconds, save, talking_head_clip, tree_rss_mib
 
 SOURCES = ["d0", "d3", "d9", "d10", "d14", "d6"]
 
