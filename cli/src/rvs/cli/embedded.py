@@ -22,7 +22,7 @@ from rvs.core.lifecycle import Component, InOrder, Part
 from rvs.core.logs import media_log
 from rvs.core.metrics_http import MetricsEndpoint
 from rvs.core.model_set import ModelSet, model_loader
-from rvs.core.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.embedded_milvus import embedded_milvus
 from rvs.core.store.faces import FaceStore, StoreUnavailable, legacy_model, open_face_store
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
@@ -112,11 +112,7 @@ class EmbeddedApp:
         shared = settings.shared
         self.registry = CollectorRegistry()
         self.metrics = MetricsEndpoint(self.registry, shared.metrics_host, shared.metrics_port)
-        self.milvus = (
-            None
-            if shared.milvus_uri
-            else EmbeddedMilvus(shared.data_dir / "milvus", shared.milvus_port, shared.milvus_isolate)
-        )
+        self.milvus = embedded_milvus(shared)
         self.uri = shared.milvus_uri or (self.milvus.uri if self.milvus else "")
         self.catalog = Catalog(shared.data_dir / "catalog.db")
         # The query service exists once its part has started; a removal before then has no faces to delete.

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from rvs.core.config import StoreSettings
+
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 240.0  # first start unpacks the binary and initialises etcd; slow on 2 cores
@@ -148,3 +150,10 @@ class EmbeddedMilvus:
             self._server.stop()
             self._server = None
             self._pid_file.unlink(missing_ok=True)
+
+
+def embedded_milvus(settings: StoreSettings) -> EmbeddedMilvus | None:
+    """The embedded server the settings ask for: None when they name a Milvus server (RVS_MILVUS_URI)."""
+    if settings.milvus_uri:
+        return None
+    return EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port, settings.milvus_isolate)

@@ -12,7 +12,7 @@ from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import check_model, is_index_event, seed, switched
 from rvs.core.metrics_http import MetricsEndpoint
 from rvs.core.model_set import ModelSet, model_loader
-from rvs.core.store.embedded_milvus import EmbeddedMilvus
+from rvs.core.store.embedded_milvus import embedded_milvus
 from rvs.core.store.faces import FaceStore, legacy_model, open_face_store
 from rvs.query.app import QueryService
 from rvs.query.config import QuerySettings
@@ -26,11 +26,7 @@ class QueryProcess:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = MetricsEndpoint(self.registry, settings.metrics_host, settings.metrics_port)
-        self.milvus = (
-            None
-            if settings.milvus_uri
-            else EmbeddedMilvus(settings.data_dir / "milvus", settings.milvus_port, settings.milvus_isolate)
-        )
+        self.milvus = embedded_milvus(settings)
         self.catalog: Catalog | None = None
         self.follower: EventFollower | None = None
         self.removals: KafkaEventPublisher | None = None
