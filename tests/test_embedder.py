@@ -151,8 +151,10 @@ def test_a_frame_that_keeps_failing_is_set_aside_and_the_others_are_processed(
             run.service.stop()
     assert reported(run.events.events, MEDIA) == {i: (0, "EMBED_FAILED" if i == 5 else "") for i in range(8)}
     # try 1: the batch; try 2, the last: the batch, then halves down to the bad frame (4, 4, 2, 1, 1, 2)
-    assert pipeline.calls == 8
-    assert run.frames_failed("EMBED_FAILED") == 1
+    assert pipeline.calls == 8 and pipeline.sizes == [8, 8, 4, 4, 2, 1, 1, 2]
+    assert run.frames_failed("EMBED_FAILED") == 1 and run.dead() == [(5, "EMBED_FAILED")]
+    assert "ValueError: torch.cat()" in run.bus.dead[0][2]
+    assert run.metric("rvs_frames_consumed_total") == 2 * 8  # delivered twice
     assert any("frame 5 of" in r.getMessage() and "EMBED_FAILED" in r.getMessage() for r in caplog.records)
     media = fold(run.events, tmp_path, {MEDIA: 8}).get(MEDIA)
     assert media is not None
@@ -264,31 +266,15 @@ def test_a_frame_that_does_not_decode_goes_to_the_dead_letter_path_and_counts_as
     )
 
 
-def test_a_failing_batch_is_tried_again_then_halved_down_to_the_frame_that_fails() -> None:
-    """max_batch_tries 3: two whole tries, then the last one halves. A frame that still fails alone is
-    set aside; every other frame is indexed exactly once."""
-    store = MemoryFaceStore()
-    frames = frames_of(MEDIA, 8)
-    frames[5].image = photo_jpeg(size=(1, 1))
-    pipeline = FakePipeline(faces=1, poison=tiny)
-    run = drained(frames, pipeline, store, max_batch_tries=3)
-    # tries 1 and 2: the batch; try 3: the batch, then [0-3] [4-7] -> [4 5] -> [4] [5], then [6 7]
-    assert pipeline.sizes == [8, 8, 8, 4, 4, 2, 1, 1, 2]
-    assert run.dead() == [(5, "EMBED_FAILED")]
-    assert "ValueError: torch.cat()" in run.bus.dead[0][2]
-    assert store.upserts == [4, 1, 2] and store.count(MEDIA) == 7
-    assert reported(run.events.events, MEDIA) == {i: (0, "EMBED_FAILED") if i == 5 else (1, "") for i in range(8)}
-    assert run.metric("rvs_frames_consumed_total") == 3 * 8  # delivered three times
-
-
 def test_with_one_try_a_failing_batch_is_halved_at_once() -> None:
+    """max_batch_tries 1: the first try is the last, so it halves; every other frame is indexed once."""
     store = MemoryFaceStore()
     frames = frames_of(MEDIA, 8)
     frames[2].image = photo_jpeg(size=(1, 1))
     pipeline = FakePipeline(faces=1, poison=tiny)
     run = drained(frames, pipeline, store, max_batch_tries=1)
     assert pipeline.sizes == [8, 4, 2, 2, 1, 1, 4]  # never delivered again: [0-3] -> [0 1] [2 3] -> [2] [3]
-    assert run.dead() == [(2, "EMBED_FAILED")] and store.count(MEDIA) == 7
+    assert run.dead() == [(2, "EMBED_FAILED")] and store.upserts == [2, 1, 4] and store.count(MEDIA) == 7
     assert run.metric("rvs_frames_consumed_total") == 8
 
 
