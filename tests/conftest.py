@@ -1,10 +1,18 @@
-"""Fixtures: the shared real data, a real Milvus server, test clips made from real photos."""
+"""Fixtures: the shared real data, a real Milvus server, test clips made from real photos; and the
+two tiers of the suite.
+
+The fast tier, `uv run pytest -m "not slow"`, needs no server, no model and no ../shared/. A test is
+slow when it or its module is marked `slow` (or `e2e`), and, whatever it is marked, when it uses a
+fixture that starts a server (SLOW_FIXTURES, followed through the fixtures it builds on). A test
+that is not slow and reaches for ../shared/ (shared(), lfw()) or loads a face model fails, saying so.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,12 +28,63 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RVS_SHARED_DIR", ROOT.parent / "shared"))
-LFW = SHARED / "faces" / "lfw" / "images"
-MEDIA = SHARED / "media"
+
+# Fixtures that start a real server, or run a tool that can take minutes: a test whose fixtures reach
+# one of them is slow (the Milvus server and the Kafka broker here, test_bucket_source.py's S3
+# server, test_deploy.py's `docker compose config`, which now and then spins for minutes).
+SLOW_FIXTURES = frozenset({"milvus_server", "kafka_bootstrap", "s3", "compose"})
+
+_running: pytest.Item | None = None  # the test being set up, run or torn down
+
+
+def is_slow(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if (uses or item.get_closest_marker("e2e")) and not is_slow(item):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    global _running
+    _running = item
+    try:
+        return (yield)
+    finally:
+        _running = None
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_load_no_model(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A fast test sees an empty model cache, and loading a face pipeline fails it."""
+    if is_slow(request.node):
+        return
+    monkeypatch.setenv("RVS_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "no-models-in-the-fast-tier"))
+    if "rvs.core.faces.pipeline" in sys.modules:
+        from rvs.core.faces.pipeline import FacePipeline
+
+        def refuse(self: object) -> None:
+            pytest.fail(f"{request.node.nodeid} loads a face model: mark it slow", pytrace=False)
+
+        monkeypatch.setattr(FacePipeline, "load", refuse)
 
 
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
+    if _running is None or not is_slow(_running):
+        who = _running.nodeid if _running is not None else "a test module, at import"
+        pytest.fail(
+            f"{who} reads {path}: only slow tests read ../shared/ (mark it slow, or make the data in "
+            f"the test: media_factory.synthetic_photo, write_video)",
+            pytrace=False,
+        )
     if not path.exists():
         pytest.fail(
             f"test data {path} is missing: these tests read the real photos and clips in ../shared/ "
@@ -37,6 +96,11 @@ def shared(*parts: str) -> Path:
 
 def lfw(person: str, n: int) -> Path:
     return shared("faces", "lfw", "images", person, f"{person}_{n:04d}.jpg")
+
+
+def lfw_people() -> Path:
+    """The folder of LFW's people (one folder of photos each)."""
+    return shared("faces", "lfw", "images")
 
 
 def error_reason(exc: grpc.RpcError) -> str:

@@ -1,4 +1,5 @@
-"""Builds test clips from real photos: faces pasted onto a real background at known times."""
+"""Builds test media: clips from real photos (faces pasted onto a real background at known times), and
+photo-like images made here for the tests that need a picture but no face and no ../shared/."""
 
 from __future__ import annotations
 
@@ -29,6 +30,31 @@ def load_rgb(path: Path, size: tuple[int, int] | None = None) -> RGB:
         if size:
             img = img.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(img)
+
+
+def synthetic_photo(seed: int = 0, size: tuple[int, int] = (250, 250)) -> RGB:
+    """A photo-like picture (width, height) made from a seed: colour gradients, a few soft shapes
+    and sensor noise, as JPEG sizes and decoders see in a photo; another seed, other content."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = rng.uniform(40, 200, 3) + x[..., None] * rng.uniform(-0.3, 0.3, 3) + y[..., None] * rng.uniform(-0.3, 0.3, 3)
+    for _ in range(4):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        rx, ry = rng.uniform(0.1, 0.4, 2) * (width, height)
+        inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
+        out[inside] = out[inside] * 0.4 + rng.uniform(0, 255, 3) * 0.6
+    out += rng.normal(0, 6, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def write_photo(path: Path, seed: int = 0, size: tuple[int, int] = (250, 250), **save: object) -> Path:
+    """A synthetic_photo saved in the format its suffix names (JPEG at quality 90 unless `save` says)."""
+    img = Image.fromarray(synthetic_photo(seed, size))
+    if path.suffix.lower() in {".jpg", ".jpeg"}:
+        save = {"quality": 90} | save
+    img.save(path, **save)  # type: ignore[arg-type]
+    return path
 
 
 def scene(background: RGB, appearances: Sequence[Appearance], photos: dict[Path, RGB]) -> Callable[[float], RGB]:

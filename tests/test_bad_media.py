@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import ROOT, lfw
-from media_factory import cfr_times, write_audio_only, write_video
+from conftest import ROOT
+from media_factory import cfr_times, synthetic_photo, write_audio_only, write_photo, write_video
 from recorder import wait_for
 
 
@@ -71,7 +72,7 @@ def build(watch: Path, outside: Path) -> dict[str, tuple[str, object]]:
     gif[0].save(watch / "anim.gif", save_all=True, append_images=gif[1:], duration=500, loop=0)
     expect["anim.gif"] = ("sampled", 3)
 
-    Image.open(lfw("Tony_Blair", 1)).convert("CMYK").save(watch / "cmyk.jpg")
+    Image.fromarray(synthetic_photo(1)).convert("CMYK").save(watch / "cmyk.jpg")
     expect["cmyk.jpg"] = ("sampled", 1)
 
     Image.fromarray(np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)).save(watch / "deep.png")
@@ -80,12 +81,12 @@ def build(watch: Path, outside: Path) -> dict[str, tuple[str, object]]:
     Image.new("1", (30000, 30000)).save(watch / "bomb.png")  # 900 Mpx in a few hundred kB
     expect["bomb.png"] = ("failed", "TOO_LARGE")
 
-    shutil.copy(lfw("Colin_Powell", 1), watch / "Zoë café 写真 🙂.jpg")
+    write_photo(watch / "Zoë café 写真 🙂.jpg", seed=2)
     expect["Zoë café 写真 🙂.jpg"] = ("sampled", 1)
-    shutil.copy(lfw("Colin_Powell", 2), watch / "  lots   of  spaces .jpg")
+    write_photo(watch / "  lots   of  spaces .jpg", seed=3)
     expect["  lots   of  spaces .jpg"] = ("sampled", 1)
 
-    shutil.copy(lfw("Gerhard_Schroeder", 1), outside / "private.jpg")
+    write_photo(outside / "private.jpg", seed=4)
     os.symlink(outside / "private.jpg", watch / "link-out.jpg")  # not followed: no state at all
     return expect
 
@@ -119,7 +120,7 @@ def test_bad_media_corpus(sampler: Callable, tmp_path: Path) -> None:
     assert (phone.width, phone.height) == (120, 160)  # rotated upright
 
     # Still running: a good photo dropped now is sampled.
-    shutil.copy(lfw("Tony_Blair", 2), tmp_path / "watch" / "after.jpg")
+    write_photo(tmp_path / "watch" / "after.jpg", seed=5)
     wait_for(lambda: len(finished()) == len(expect) + 1, timeout_s=30)
     assert all(t.is_alive() for t in service._threads)
 
@@ -144,6 +145,7 @@ print(json.dumps({"samples": count, "rss_before_kib": before, "peak_rss_kib": hw
 """
 
 
+@pytest.mark.slow  # encodes 21,600 frames
 def test_three_hour_video_is_sampled_in_bounded_memory(tmp_path: Path) -> None:
     clip = tmp_path / "three_hours.mp4"
     # 3 h at 2 fps, 96x64: every sample is a real decode; the file has 21,600 frames.

@@ -41,6 +41,7 @@ def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env={k: v for k, v in os.environ.items() if k != "RVS_AUTH_TOKEN"} | env,
+        timeout=120,  # it answers in a second or two, yet now and then spins for good
     )
 
 
@@ -51,6 +52,7 @@ def compose() -> dict:  # type: ignore[type-arg]
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # docker compose (see conftest.SLOW_FIXTURES)
 def test_published_services_need_a_token() -> None:
     out = compose_config()
     assert out.returncode != 0 and "set RVS_AUTH_TOKEN" in out.stderr, out.stderr

@@ -27,22 +27,43 @@ from exposition import missing
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[tuple[EmbeddedSettings, Path]]:
+def corpus_env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, name: str) -> tuple[EmbeddedSettings, Path]:
+    """The corpus in a watched folder of its own, with a state directory and a collection of its own."""
     watch = tmp_path_factory.mktemp("watch")
     data = tmp_path_factory.mktemp("data")
     build_corpus(watch)
-    yield settings(watch, data, free_port(), free_port(), milvus_uri, f"e2e_{int(time.time())}"), watch
+    return settings(watch, data, free_port(), free_port(), milvus_uri, f"{name}_{int(time.time())}"), watch
 
 
-@pytest.fixture(scope="module")
-def running(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
+def ingested(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
     s, watch = env
     r = start(s, watch)
     wait_done(r.stub, expected=6)
     yield r
     r.channel.close()
     r.app.stop()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> tuple[EmbeddedSettings, Path]:
+    return corpus_env(tmp_path_factory, milvus_uri, "e2e")
+
+
+@pytest.fixture(scope="module")
+def running(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
+    """The corpus ingested once, shared by the tests that only query it (and add a duplicate)."""
+    yield from ingested(env)
+
+
+@pytest.fixture
+def own_env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> tuple[EmbeddedSettings, Path]:
+    return corpus_env(tmp_path_factory, milvus_uri, "e2e_own")
+
+
+@pytest.fixture
+def own(own_env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
+    """The corpus ingested for one test alone: one that stops rvs and deletes from the index."""
+    yield from ingested(own_env)
 
 
 def test_ingest_status_is_exact(running: Running) -> None:
@@ -188,6 +209,7 @@ def test_several_query_faces_can_be_chosen(running: Running, tmp_path: Path) -> 
 
 
 def test_health_reflection_and_metrics(running: Running) -> None:
+    search(running.stub, lfw(BUSH, 10))  # a Search of its own to count, whichever tests ran before
     health = health_pb2_grpc.HealthStub(running.channel)
     assert (
         health.Check(health_pb2.HealthCheckRequest(service="rvs.v1.SearchService")).status
@@ -218,15 +240,13 @@ def test_duplicate_content_is_not_indexed_twice(running: Running) -> None:
     assert len(search(running.stub, lfw(RUMSFELD, 5)).images) == 1
 
 
-def test_zz_restart_reingests_nothing_and_answers_the_same(
-    running: Running, env: tuple[EmbeddedSettings, Path]
-) -> None:
-    before = {p: segments(search(running.stub, lfw(p, 10))) for p in (BUSH, BLAIR)}
-    listing = {m.media_id: m for m in running.stub.ListMedia(pb.ListMediaRequest()).media}
-    running.channel.close()
-    running.app.stop()
+def test_restart_reingests_nothing_and_answers_the_same(own: Running, own_env: tuple[EmbeddedSettings, Path]) -> None:
+    before = {p: segments(search(own.stub, lfw(p, 10))) for p in (BUSH, BLAIR)}
+    listing = {m.media_id: m for m in own.stub.ListMedia(pb.ListMediaRequest()).media}
+    own.channel.close()
+    own.app.stop()
 
-    s, watch = env
+    s, watch = own_env
     again = start(s, watch)
     try:
         time.sleep(3)  # several scans
@@ -253,4 +273,4 @@ def test_zz_restart_reingests_nothing_and_answers_the_same(
     finally:
         again.channel.close()
         again.app.stop()
-        running.app = again.app  # the module fixture's teardown stops it again: harmless
+        own.app = again.app  # the fixture's teardown stops it again: harmless

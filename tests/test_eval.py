@@ -21,8 +21,9 @@ from rvs.core.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, Qua
 from rvs.core.faces.types import Detection
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import LFW, MEDIA, ROOT, lfw
+from conftest import ROOT, lfw, lfw_people, shared
 from corpus import BLAIR, BUSH, POWELL, build_corpus
+from media_factory import cfr_times, synthetic_photo, write_video
 
 
 def test_ranking_measures() -> None:
@@ -54,7 +55,7 @@ def test_quality_gates_name_their_reason() -> None:
     frontal = np.array([[40, 50], [60, 50], [50, 60], [42, 70], [58, 70]], np.float32)
     profile = np.array([[40, 50], [60, 50], [68, 60], [55, 70], [65, 70]], np.float32)
     assert yaw(frontal) == pytest.approx(0.0) and yaw(profile) == pytest.approx(0.9)
-    sharp = np.asarray(Image.open(lfw(BLAIR, 1)).convert("RGB"))
+    sharp = synthetic_photo()
     blurred = np.asarray(Image.fromarray(sharp).resize((25, 25)).resize((250, 250)))
     box = (70.0, 60.0, 180.0, 190.0)
     assert sharpness(sharp, box) > 4 * sharpness(blurred, box)
@@ -129,15 +130,20 @@ def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
     assert (tmp_path / "v.png").stat().st_size > 10_000
 
 
-def test_frame_query_is_cut_from_its_clip_in_memory() -> None:
-    clip = MEDIA / "aniportrait" / "asset" / "zl.mp4"
+def test_frame_query_is_cut_from_its_clip_in_memory(tmp_path: Path) -> None:
+    # 4 s at 10 fps, each frame one grey level: 40 per second.
+    clip = write_video(
+        tmp_path / "zl.mp4", lambda t: np.full((528, 1040, 3), round(t * 40), np.uint8), cfr_times(4, 10)
+    )
     data = query_image({"frame": {"clip": str(clip), "at_s": 2.5, "box": [515, 0, 1030, 516]}}, Path("/"))
     image = Image.open(__import__("io").BytesIO(data))
     assert image.format == "PNG" and image.size == (515, 516)
+    assert abs(np.asarray(image).mean() - 100) < 4  # the frame at 2.5 s
     with pytest.raises(ValueError, match="no frame"):
         query_image({"frame": {"clip": str(clip), "at_s": 60}}, Path("/"))
 
 
+@pytest.mark.slow  # the shared clips
 def test_the_video_manifest_names_existing_files_and_consistent_people() -> None:
     path = ROOT / "eval" / "videos.json"
     manifest = json.loads(path.read_text())
@@ -145,7 +151,7 @@ def test_the_video_manifest_names_existing_files_and_consistent_people() -> None
     for clip in manifest["clips"]:
         assert (path.parent / clip["path"]).is_file(), clip["path"]
     covered = {(path.parent / c["path"]).resolve() for c in manifest["clips"]}
-    on_disk = {p.resolve() for pattern in ("**/*.mp4", "**/*.gif") for p in MEDIA.glob(pattern)}
+    on_disk = {p.resolve() for pattern in ("**/*.mp4", "**/*.gif") for p in shared("media").glob(pattern)}
     assert on_disk <= covered, sorted(map(str, on_disk - covered))  # every shared clip is labelled
     for query in manifest["queries"]:
         if "frame" in query:  # a still cut from the person's own clip
@@ -158,6 +164,7 @@ def test_the_video_manifest_names_existing_files_and_consistent_people() -> None
     assert len(strangers) >= 10
 
 
+@pytest.mark.slow  # an rvs process, importing torch
 def test_eval_refuses_a_model_the_registry_lacks() -> None:
     done = rvs_eval("videos", "eval/videos.json", "--models", "dlib-resnet,no-such-model")
     assert done.returncode == 2
@@ -179,7 +186,7 @@ def test_eval_images_on_lfw_people(tmp_path: Path, milvus_uri: str) -> None:
     for person in [*people, "Aaron_Eckhart", "Abel_Pacheco", "Adam_Sandler"]:
         (images / person).mkdir()
         for n in range(1, 6 if person in people else 2):
-            if (src := LFW / person / f"{person}_{n:04d}.jpg").exists():
+            if (src := lfw_people() / person / f"{person}_{n:04d}.jpg").exists():
                 os.symlink(src, images / person / src.name)
     lines = ["2\t5"]
     for fold in range(2):

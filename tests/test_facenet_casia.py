@@ -19,7 +19,9 @@ from rvs.core.faces.model_files import FACENET_CASIA_GRAPH, ModelCache
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.media.images import decode_image
 
-from conftest import LFW, lfw, shared
+from conftest import lfw, lfw_people, shared
+
+pytestmark = pytest.mark.slow  # the model files rvs fetches, and LFW
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_torch_weights_give_the_graphs_own_vectors(pipeline: FacePipeline, setti
 
 def test_lfw_pairs_tell_people_apart(pipeline: FacePipeline) -> None:
     """100 pairs of LFW fold 1: random or mis-mapped weights score near 50%, FaceNet well above 90%."""
-    pairs = read_pairs(shared("faces", "lfw", "pairs.txt"), LFW, folds=1)
+    pairs = read_pairs(shared("faces", "lfw", "pairs.txt"), lfw_people(), folds=1)
     chosen = [p for p in pairs if p[2]][:50] + [p for p in pairs if not p[2]][:50]
     photos = sorted({p for a, b, _, _ in chosen for p in (a, b)})
     crops = centre_crops(pipeline, photos)

@@ -9,7 +9,7 @@ from PIL import Image
 from rvs.core.media.errors import DecodeError, EmptyFile, TooLarge
 from rvs.core.media.images import decode_image
 
-from conftest import lfw
+from media_factory import synthetic_photo
 
 
 def _jpeg(img: Image.Image, **kw: object) -> bytes:
@@ -69,8 +69,8 @@ def _encoded(img: Image.Image, fmt: str) -> bytes:
 
 
 def test_high_bit_depth_images_are_scaled_to_8_bits() -> None:
-    """A 16-bit PNG and 32-bit TIFFs of a real face decode to its grey levels, not to solid white."""
-    grey = np.asarray(Image.open(lfw("Tony_Blair", 1)).convert("L"))
+    """A 16-bit PNG and 32-bit TIFFs of a photo decode to its grey levels, not to solid white."""
+    grey = np.asarray(Image.fromarray(synthetic_photo()).convert("L"))
     sixteen = Image.fromarray(grey.astype(np.uint16) * 257)  # mode I;16
     int32 = Image.fromarray(grey.astype(np.int32) * 8421504)  # mode I, the full signed 32-bit range
     floats = Image.fromarray(grey.astype(np.float32) / 255)  # mode F, in [0, 1]

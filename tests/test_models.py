@@ -17,6 +17,8 @@ from rvs.core.media.images import decode_image
 from conftest import lfw
 from media_factory import load_rgb
 
+pytestmark = pytest.mark.slow  # real model weights
+
 
 @pytest.fixture(scope="module")
 def random_facenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:

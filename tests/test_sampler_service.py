@@ -11,8 +11,7 @@ import numpy as np
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import lfw
-from media_factory import cfr_times, write_video
+from media_factory import cfr_times, write_photo, write_video
 from recorder import wait_for
 
 
@@ -24,7 +23,7 @@ def test_photos_videos_and_bad_files(sampler, tmp_path: Path) -> None:  # type: 
     _, bus, events = sampler()
     watch = tmp_path / "watch"
     (watch / "sub").mkdir()
-    shutil.copy(lfw("Tony_Blair", 1), watch / "sub" / "blair.jpg")
+    write_photo(watch / "sub" / "blair.jpg", seed=1)
     write_video(watch / "clip.mp4", lambda t: np.zeros((120, 160, 3), np.uint8), cfr_times(3, 10))
     (watch / "notes.txt").write_text("hello")
     (watch / "fake.mp4").write_text("not a video")
@@ -43,8 +42,8 @@ def test_photos_videos_and_bad_files(sampler, tmp_path: Path) -> None:  # type: 
 
 
 def test_slow_copy_is_ingested_once_complete(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, bus, events = sampler()
-    data = lfw("Colin_Powell", 1).read_bytes()
+    _, bus, events = sampler(settle_s=1.0)  # well above the pauses below, on a busy machine too
+    data = write_photo(tmp_path / "powell.jpg", seed=2).read_bytes()
     target = tmp_path / "watch" / "slow.jpg"
     with open(target, "wb") as f:
         for i in range(0, len(data), len(data) // 8):
@@ -60,7 +59,7 @@ def test_slow_copy_is_ingested_once_complete(sampler, tmp_path: Path) -> None:  
 def test_copies_renames_and_restart_do_not_reingest(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     service, _, events = sampler()
     watch = tmp_path / "watch"
-    shutil.copy(lfw("Colin_Powell", 1), watch / "a.jpg")
+    write_photo(watch / "a.jpg", seed=2)
     wait_for(lambda: len(events.of("sampled")) == 1)
     shutil.copy(watch / "a.jpg", watch / "copy.jpg")
     (watch / "a.jpg").rename(watch / "renamed.jpg")
@@ -76,15 +75,16 @@ def test_copies_renames_and_restart_do_not_reingest(sampler, tmp_path: Path) -> 
 def test_deleted_files_can_be_removed_from_the_index(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, _, events = sampler(remove_deleted=True)
     watch = tmp_path / "watch"
-    shutil.copy(lfw("Colin_Powell", 1), watch / "a.jpg")
-    shutil.copy(lfw("Colin_Powell", 1), watch / "b.jpg")  # same content
-    shutil.copy(lfw("Tony_Blair", 1), watch / "c.jpg")
+    powell, other = write_photo(tmp_path / "powell.jpg", seed=2), write_photo(tmp_path / "other.jpg", seed=3)
+    shutil.copy(powell, watch / "a.jpg")
+    shutil.copy(powell, watch / "b.jpg")  # same content
+    write_photo(watch / "c.jpg", seed=1)
     wait_for(lambda: len(events.of("sampled")) == 2)
     (watch / "a.jpg").unlink()
     time.sleep(0.5)
     assert events.of("removed") == []  # b.jpg still holds that content
     (watch / "b.jpg").unlink()
-    shutil.copy(lfw("Colin_Powell", 2), watch / "c.jpg")  # overwritten with other content
+    shutil.copy(other, watch / "c.jpg")  # overwritten with other content
     wait_for(lambda: len(events.of("removed")) == 2)
     assert len(events.of("sampled")) == 3
 

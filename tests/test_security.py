@@ -32,7 +32,7 @@ from rvs.query.search import FaceIndexOutOfRange
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from conftest import LFW, error_reason, free_port, lfw
+from conftest import error_reason, free_port, lfw, lfw_people
 
 TOKEN = "s3cr3t-t0ken-value"
 
@@ -286,7 +286,7 @@ def test_a_bad_filter_is_invalid_argument_and_never_disturbs_other_searches(quer
 
 def crowd_photo(side: int = 10, cell: int = 64) -> bytes:
     """A 640x640 JPEG of side x side real LFW faces, one person each (about 90 are detected)."""
-    people = sorted(p for p in LFW.iterdir() if p.is_dir())[: side * side]
+    people = sorted(p for p in lfw_people().iterdir() if p.is_dir())[: side * side]
     canvas = Image.new("RGB", (side * cell, side * cell), (120, 120, 120))
     for i, person in enumerate(people):
         with Image.open(min(person.glob("*.jpg"))) as img:

@@ -16,6 +16,8 @@ from rvs.core.media.images import decode_image
 
 from conftest import lfw, shared
 
+pytestmark = pytest.mark.slow  # the model files rvs fetches
+
 PEOPLE = [("George_W_Bush", 1), ("George_W_Bush", 10), ("Colin_Powell", 1), ("Colin_Powell", 2)]
 
 

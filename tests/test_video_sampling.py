@@ -34,7 +34,13 @@ def _times(path: Path, **kw: object) -> tuple[list[int], VideoSampler]:
 
 @pytest.mark.parametrize(
     ("codec", "suffix"),
-    [("libx264", "mp4"), ("libx265", "mp4"), ("libvpx-vp9", "webm"), ("libsvtav1", "mp4"), ("mpeg4", "avi")],
+    [
+        ("libx264", "mp4"),
+        pytest.param("libx265", "mp4", marks=pytest.mark.slow),  # the slow encoders: seconds each
+        pytest.param("libvpx-vp9", "webm", marks=pytest.mark.slow),
+        ("libsvtav1", "mp4"),
+        ("mpeg4", "avi"),
+    ],
 )
 def test_codecs_give_the_same_sample_times(tmp_path: Path, codec: str, suffix: str) -> None:
     path = write_video(tmp_path / f"clip.{suffix}", _pattern, cfr_times(12, 25), codec=codec, gop=25)
@@ -66,6 +72,7 @@ def test_long_gop_decodes_through_once(tmp_path: Path) -> None:
     assert s.frames_decoded <= 300  # never decodes a frame twice
 
 
+@pytest.mark.slow  # encodes and decodes 300 frames of noise
 def test_long_gop_skips_b_frames_far_from_samples_yet_samples_exact_frames(tmp_path: Path) -> None:
     def moving(t: float) -> np.ndarray:  # every frame differs, so a neighbour would not pass for it
         img = np.random.default_rng(int(t * 1000)).integers(0, 255, (180, 320, 3), dtype=np.uint8)
@@ -172,6 +179,7 @@ def test_truncated_file_fails_or_yields_prefix(tmp_path: Path) -> None:
     assert times == EVERY_SECOND[: len(times)]
 
 
+@pytest.mark.slow  # the shared clips
 def test_real_clips(tmp_path: Path) -> None:
     from conftest import shared
 

@@ -1,5 +1,5 @@
 """The search page's defences, against the real Starlette app on the real uvicorn server over
-loopback sockets, with a real catalog and real photos from ../shared: no Milvus and no model (the
+loopback sockets, with a real catalog and photos made by the tests: no Milvus and no model (the
 routes tested here never reach them), so these run in seconds."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +29,11 @@ from rvs.query.web.page import SearchPage
 from rvs.query.web.server import WebServer
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import free_port, shared
+from conftest import free_port
+from media_factory import write_photo
 
 TOKEN = "web-t0ken-for-tests"
-OBAMA = ("media", "face_recognition", "examples", "obama.jpg")
-BIDEN = ("media", "face_recognition", "examples", "biden.jpg")
+OBAMA, BIDEN = 1, 2  # the seeds of two photos
 
 
 @dataclass
@@ -110,9 +109,8 @@ def reason(body: bytes) -> str:
     return str(error["details"][0]["reason"])
 
 
-def photo(served: Served, parts: tuple[str, ...] = OBAMA, name: str = "obama.jpg") -> tuple[Path, str]:
-    path = served.watch / name
-    shutil.copy(shared(*parts), path)
+def photo(served: Served, seed: int = OBAMA, name: str = "obama.jpg") -> tuple[Path, str]:
+    path = write_photo(served.watch / name, seed)
     return path, served.add(path)
 
 
@@ -142,6 +140,7 @@ def closed_by_server(s: socket.socket, within_s: float) -> bool:
     return True
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_connections_that_send_no_whole_request_neither_block_nor_stay(serve: Serve) -> None:
     served = serve(max_concurrent_rpcs=8, web_idle_timeout_s=1, rpc_deadline_s=2)
     head = f"GET /api/media HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n".encode()  # no blank line
@@ -201,7 +200,7 @@ def test_files_are_served_only_while_they_are_what_was_indexed(serve: Serve, tmp
     path.symlink_to(served.watch / "same.jpg")  # a link, even to the same bytes inside the folder
     refused(404, "MEDIA_FILE_CHANGED")
     path.unlink()
-    path.write_bytes(shared(*BIDEN).read_bytes())  # other content at the indexed path
+    write_photo(path, BIDEN)  # other content at the indexed path
     refused(404, "MEDIA_FILE_CHANGED")
     path.write_bytes(original)  # the indexed content back: served again
     assert served.request("GET", f"/api/media/{media_id}/file")[:3:2] == (200, original)
@@ -219,7 +218,7 @@ def test_files_are_served_only_while_they_are_what_was_indexed(serve: Serve, tmp
 
     # A catalogued file outside every media folder (RVS_WEB_MEDIA_DIRS).
     elsewhere = tmp_path / "elsewhere.jpg"
-    shutil.copy(shared(*OBAMA), elsewhere)
+    write_photo(elsewhere, OBAMA)
     other = serve(web_media_dirs=[])
     other_id = other.add(elsewhere)
     status, _, body = other.request("GET", f"/api/media/{other_id}/file")
