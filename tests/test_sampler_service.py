@@ -140,7 +140,7 @@ def test_caught_up_only_once_what_the_folder_held_at_start_is_sampled(sampler, t
     """What `rvs up --once` waits for: not before the first scan, nor while a file settles or samples."""
     watch = tmp_path / "watch"
     watch.mkdir()
-    shutil.copy(lfw("Tony_Blair", 1), watch / "blair.jpg")
+    write_photo(watch / "blair.jpg", seed=1)
     service, _, events = sampler(settle_s=0.5)
     assert not service.caught_up()
     wait_for(service.caught_up, 20)
