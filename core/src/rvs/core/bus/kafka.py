@@ -27,6 +27,7 @@ from rvs.core.config import BusSettings
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+_HEARTBEAT_YIELD_S = 0.01
 
 _ACK_TIMEOUT_S = 30.0  # how long commit() waits for the broker to acknowledge the dead letters
 
@@ -192,6 +193,10 @@ class KafkaFrameConsumer:
         if self._closed:
             raise BusClosed("consumer closed")
         records = self._consumer.poll(timeout_ms=int(max_wait_s * 1000), max_records=max_frames)
+        if not records:
+            # kafka-python's poll spins while a heartbeat is due, re-taking the client lock the
+            # heartbeat thread waits for; a pause between empty polls lets that thread send it.
+            time.sleep(_HEARTBEAT_YIELD_S)
         frames = []
         for tp, batch in records.items():
             for record in batch:
