@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -34,15 +35,28 @@ PARSERS = {
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose config`. It answers in a second or two, yet now and then its plugin spins for
+    good: then the whole process group is killed (the plugin holds the pipes) and it is asked again."""
     docker = shutil.which("docker")
     assert docker, "the docker client is needed to validate deploy/compose.yml (.ci/run installs compose)"
-    return subprocess.run(
-        [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "RVS_AUTH_TOKEN"} | env,
-        timeout=120,  # it answers in a second or two, yet now and then spins for good
-    )
+    cmd = [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"]
+    for _ in range(3):
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "RVS_AUTH_TOKEN"} | env,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            continue
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    pytest.fail("docker compose config did not answer in three tries of 60 s")
 
 
 @pytest.fixture(scope="module")
