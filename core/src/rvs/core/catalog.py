@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS media (
     faces_found INTEGER NOT NULL DEFAULT 0,
     duration_ms INTEGER NOT NULL DEFAULT 0,
     frames_expected INTEGER NOT NULL DEFAULT 0,
+    sample_interval_ms INTEGER NOT NULL DEFAULT 0,
     faces_rejected TEXT NOT NULL DEFAULT '{}',  -- JSON: reason -> faces
     frames_failed TEXT NOT NULL DEFAULT '{}',  -- JSON: reason -> frames (counted in frames_embedded)
     width INTEGER NOT NULL DEFAULT 0,
@@ -127,6 +128,7 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         frames_expected=row["frame_count"] if row["frame_count"] is not None else row["frames_expected"],
         faces_rejected=json.loads(row["faces_rejected"]),
         frames_failed=json.loads(row["frames_failed"]),
+        sample_interval_ms=row["sample_interval_ms"],
         error_reason=row["error_reason"],
         error_detail=row["error_detail"],
         source=row["source"],
@@ -160,6 +162,8 @@ class Catalog:
         for counts in ("faces_rejected", "frames_failed"):
             if counts not in columns:
                 self._db.execute(f"ALTER TABLE media ADD COLUMN {counts} TEXT NOT NULL DEFAULT '{{}}'")
+        if "sample_interval_ms" not in columns:
+            self._db.execute("ALTER TABLE media ADD COLUMN sample_interval_ms INTEGER NOT NULL DEFAULT 0")
         if "removed_at_ms" not in columns:
             self._db.execute("ALTER TABLE media ADD COLUMN removed_at_ms INTEGER NOT NULL DEFAULT 0")
         if "state" not in columns:  # computed when read, so it never disagrees with the columns
@@ -206,11 +210,13 @@ class Catalog:
                     (mid, d.uri, d.kind, d.source, d.size_bytes, at, at, row["removed_at_ms"] if row else 0),
                 )
             elif kind == "sampling_started":
+                started = event.sampling_started
                 # A restart samples again from the start: clear a previous failure, keep embedded frames.
                 db.execute(
                     "UPDATE media SET sampling_started=1, frame_count=NULL, error_reason='', error_detail='',"
-                    " duration_ms=MAX(duration_ms, ?), frames_expected=?, updated_at_ms=? WHERE media_id=?",
-                    (event.sampling_started.duration_ms, event.sampling_started.frames_expected, at, mid),
+                    " duration_ms=MAX(duration_ms, ?), frames_expected=?, sample_interval_ms=?, updated_at_ms=?"
+                    " WHERE media_id=?",
+                    (started.duration_ms, started.frames_expected, started.sample_interval_ms, at, mid),
                 )
             elif kind == "sampled":
                 s = event.sampled

@@ -21,7 +21,7 @@ from rvs.core.media.errors import MediaError
 from rvs.core.media.images import decode_image
 from rvs.core.media.kinds import IMAGE_SUFFIXES
 from rvs.core.store.faces import FaceRow, FaceStore
-from rvs.query.grouping import group_hits
+from rvs.query.grouping import image_hits
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def evaluate(
         flags: list[bool] = []
         if q.face is not None:
             hits = store.search(q.face.vector, -1.0, CURVE_DEPTH + 1)
-            images, _ = group_hits(hits, CURVE_DEPTH + 1, 0)
+            images = image_hits(hits, CURVE_DEPTH + 1)
             results = [h for h in images if h.media_id != q.media_id]  # not the query itself
             flags = [person_of.get(h.media_id) == q.person for h in results]
             scores.extend(h.score for h in results)

@@ -28,7 +28,7 @@ from rvs.core.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-MAX_SEARCH_LIMIT = 16384  # Milvus's cap on one search's result count
+MAX_SEARCH_LIMIT = 16384  # Milvus's cap on one search's (and one query's) result count
 _OUTPUT_FIELDS = ["media_id", "uri", "kind", "time_ms", "x1", "y1", "x2", "y2", "det_score", "source"]
 
 
@@ -115,6 +115,32 @@ class FaceHit:
     det_score: float
     source: str
     score: float
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    """An indexed face with its vector, as tracks and "find this person" read it back."""
+
+    key: str
+    media_id: str
+    time_ms: int
+    box: tuple[float, float, float, float]
+    det_score: float
+    vector: np.ndarray
+
+
+_STORED_FIELDS = ["id", "media_id", "time_ms", "x1", "y1", "x2", "y2", "det_score", "embedding"]
+
+
+def _stored(row: dict[str, object]) -> StoredFace:
+    return StoredFace(
+        key=str(row["id"]),
+        media_id=str(row["media_id"]),
+        time_ms=int(row["time_ms"]),  # type: ignore[call-overload]
+        box=(float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])),  # type: ignore[arg-type]
+        det_score=float(row["det_score"]),  # type: ignore[arg-type]
+        vector=np.asarray(row["embedding"], dtype=np.float32),
+    )
 
 
 def _quote(value: str) -> str:
@@ -343,6 +369,50 @@ class FaceStore:
             )
         return hits
 
+    def _query(self, expr: str, fields: list[str], limit: int | None = None) -> list[dict[str, object]]:
+        try:
+            rows = self.client.query(
+                self.collection,
+                filter=expr,
+                output_fields=fields,
+                limit=limit,
+                consistency_level=self.consistency,
+                timeout=self._timeout,
+            )
+        except _ERRORS as exc:
+            raise self._failed("query", exc) from exc
+        return list(rows)
+
+    def faces(self, keys: Sequence[str]) -> list[StoredFace]:
+        """The indexed faces with these ids (unknown ids are left out), with their vectors."""
+        found: list[StoredFace] = []
+        unique = sorted(set(keys))
+        for i in range(0, len(unique), 1000):
+            chunk = json.dumps(unique[i : i + 1000], ensure_ascii=False)
+            found += [_stored(r) for r in self._query(f"id in {chunk}", _STORED_FIELDS)]
+        return found
+
+    def faces_of(self, media_id: str, window_ms: int = 3_600_000) -> list[StoredFace]:
+        """Every face of one media item with its vector, in time order. A Milvus query returns at
+        most 16,384 rows: a longer video is read in windows of time, narrowed where one is full."""
+        where = f"media_id == {_quote(media_id)}"
+        if self._count(where) < MAX_SEARCH_LIMIT:
+            rows = self._query(where, _STORED_FIELDS, MAX_SEARCH_LIMIT)
+        else:
+            rows, start = [], 0
+            while self._count(f"{where} and time_ms >= {start}"):
+                window = self._query(
+                    f"{where} and time_ms >= {start} and time_ms < {start + window_ms}",
+                    _STORED_FIELDS,
+                    MAX_SEARCH_LIMIT,
+                )
+                if len(window) >= MAX_SEARCH_LIMIT and window_ms > 1:
+                    window_ms //= 2
+                    continue
+                rows += window
+                start += window_ms
+        return sorted((_stored(r) for r in rows), key=lambda f: (f.time_ms, f.key))
+
     def delete_media(self, media_id: str) -> int:
         try:
             result = self.client.delete(
@@ -360,18 +430,11 @@ class FaceStore:
             raise self._failed(f"drop of {self.collection}", exc) from exc
 
     def count(self, media_id: str | None = None) -> int:
-        expr = f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""'
-        try:
-            rows = self.client.query(
-                self.collection,
-                filter=expr,
-                output_fields=["count(*)"],
-                consistency_level=self.consistency,
-                timeout=self._timeout,
-            )
-        except _ERRORS as exc:
-            raise self._failed("count", exc) from exc
-        return int(rows[0]["count(*)"]) if rows else 0
+        return self._count(f"media_id == {_quote(media_id)}" if media_id else 'media_id != ""')
+
+    def _count(self, expr: str) -> int:
+        rows = self._query(expr, ["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0  # type: ignore[call-overload]
 
     def keys(self, media_id: str) -> list[str]:
         """Primary keys of one media's faces (for tests and audits)."""

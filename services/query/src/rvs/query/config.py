@@ -26,8 +26,32 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """Default similarity threshold; unset uses the model's recommended value."""
     search_candidates: int = Field(4096, ge=1, le=16384)
     """Faces fetched from Milvus per search before grouping into photos and video segments."""
-    segment_max_gap_ms: int = Field(1500, ge=0)
-    """Matching samples closer than this are merged into one video segment."""
+    track_min_samples: int = Field(2, ge=1)
+    """A video track matches when this many of its samples reach min_score (or its best sample is a
+    strong match): one sample of a stranger that grazes the threshold is not a hit."""
+    strong_match_margin: float = Field(0.1, ge=0.0, le=2.0)
+    """A single sample at least min_score + this is a match on its own (a face seen for one sample)."""
+    track_link_min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    """Faces of consecutive samples at least this similar are one track wherever they are in the
+    frame; unset uses the model's threshold."""
+    track_link_overlap_margin: float = Field(0.2, ge=0.0, le=2.0)
+    """A face whose box overlaps the track's last box (IoU >= 0.3) continues it at track_link_min_score
+    minus this."""
+    track_max_missed: int = Field(2, ge=0)
+    """Samples a track may miss (the face turned or hidden) and still continue."""
+    track_cache_faces: int = Field(500_000, ge=0)
+    """Faces of videos whose tracks are kept between searches (least recently used dropped first)."""
+    max_rejections: int = Field(256, ge=0)
+    """Faces and tracks one query may reject ("not this person")."""
+    max_query_video_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest clip SearchByVideo and the page accept (under max_message_bytes)."""
+    max_query_video_s: float = Field(300.0, gt=0)
+    """Longest clip SearchByVideo samples; a longer one is refused (VIDEO_TOO_LONG)."""
+    query_video_fps: float = Field(1.0, gt=0, le=10)
+    """Samples per second taken from a query clip."""
+    max_query_tracks: int = Field(8, ge=1, le=64)
+    """Tracks of a query clip answered when the request leaves max_tracks at 0 (longest first); the
+    largest a request may ask for is 64."""
     max_query_faces: int = Field(64, ge=1, le=1024)
     """Faces of a query photo that are reported (largest first) and may be chosen with face_index;
     only the searched one is embedded."""
@@ -91,6 +115,15 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
                 f"refusing to serve on {exposed[0]} without a token: anyone on the network could search the "
                 f"index and delete media. Set RVS_AUTH_TOKEN (e.g. `openssl rand -hex 32`), or bind 127.0.0.1, "
                 f"or set RVS_ALLOW_UNAUTHENTICATED=true if another layer authenticates every request"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _clip_fits_a_message(self) -> QuerySettings:
+        if self.max_query_video_bytes >= self.max_message_bytes:
+            raise ValueError(
+                f"max_query_video_bytes ({self.max_query_video_bytes}) must be below max_message_bytes "
+                f"({self.max_message_bytes}): the clip travels inside one request"
             )
         return self
 

@@ -1,11 +1,14 @@
-"""From face hits to the answer: photos ranked by score, videos with merged time segments."""
+"""From face hits to the answer: photos ranked by score, videos as the tracks that match."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from rvs.core.store.faces import FaceHit
+from rvs.core.tracks import Track
 from rvs.v1 import rvs_pb2 as pb
 
 
@@ -23,59 +26,105 @@ def best_per_frame(hits: Iterable[FaceHit]) -> list[FaceHit]:
     return list(best.values())
 
 
-def merge_segments(hits: list[FaceHit], max_gap_ms: int) -> list[pb.Segment]:
-    """Merge the matching samples of one video into segments; samples closer than max_gap_ms join."""
-    segments: list[pb.Segment] = []
-    for h in sorted(hits, key=lambda h: h.time_ms):
-        if segments and h.time_ms - segments[-1].end_ms <= max_gap_ms:
-            seg = segments[-1]
-            seg.end_ms = h.time_ms
-            if h.score > seg.best_score:
-                seg.best_score, seg.best_time_ms = h.score, h.time_ms
-                seg.best_box.CopyFrom(_box(h.box))
-        else:
-            segments.append(
-                pb.Segment(
-                    start_ms=h.time_ms,
-                    end_ms=h.time_ms,
-                    best_score=h.score,
-                    best_time_ms=h.time_ms,
-                    best_box=_box(h.box),
-                )
-            )
-    return segments
-
-
-def group_hits(
-    hits: list[FaceHit],
-    top_k: int,
-    max_gap_ms: int,
-    catalog: dict[str, pb.Media] | None = None,
-) -> tuple[list[pb.ImageHit], list[pb.VideoHit]]:
-    """Top photos and top videos (by best score); `catalog` supplies current uris and durations."""
+def image_hits(hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media] | None = None) -> list[pb.ImageHit]:
+    """The top photos among the hits (videos' hits are left out), best first."""
     catalog = catalog or {}
-    images: list[pb.ImageHit] = []
-    by_video: dict[str, list[FaceHit]] = defaultdict(list)
-    for h in best_per_frame(hits):
-        if h.kind == pb.MEDIA_KIND_IMAGE:
-            entry = catalog.get(h.media_id)
-            images.append(
-                pb.ImageHit(media_id=h.media_id, uri=entry.uri if entry else h.uri, score=h.score, box=_box(h.box))
-            )
-        else:
-            by_video[h.media_id].append(h)
-    images.sort(key=lambda i: (-i.score, i.uri))
-    videos = []
-    for media_id, vhits in by_video.items():
-        entry = catalog.get(media_id)
-        videos.append(
-            pb.VideoHit(
-                media_id=media_id,
-                uri=entry.uri if entry else vhits[0].uri,
-                duration_ms=entry.duration_ms if entry else 0,
-                best_score=max(h.score for h in vhits),
-                segments=merge_segments(vhits, max_gap_ms),
-            )
+    images = [
+        pb.ImageHit(
+            media_id=h.media_id,
+            uri=entry.uri if (entry := catalog.get(h.media_id)) else h.uri,
+            score=h.score,
+            box=_box(h.box),
+            face_id=h.key,
         )
-    videos.sort(key=lambda v: (-v.best_score, v.uri))
-    return images[:top_k], videos[:top_k]
+        for h in best_per_frame(hits)
+        if h.kind == pb.MEDIA_KIND_IMAGE
+    ]
+    images.sort(key=lambda i: (-i.score, i.uri))
+    return images[:top_k]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """When a track matches: its best sample reaches min_score, and so do `min_samples` of its
+    samples, or the best one alone is a strong match (at least min_score + strong_margin). A stranger
+    who grazes the threshold once in a long track is not a hit."""
+
+    min_score: float
+    min_samples: int
+    strong_margin: float
+
+    def holds(self, best: float, matching: int) -> bool:
+        return best >= self.min_score and (matching >= self.min_samples or best >= self.min_score + self.strong_margin)
+
+
+class Rejections:
+    """ "Not this person": examples the user rejected (face vectors, track templates) and their ids.
+    A face or track closer to one of them than to the query is not returned."""
+
+    def __init__(self, vectors: Sequence[np.ndarray] = (), face_ids: Iterable[str] = (), track_ids: Iterable[str] = ()):
+        self.vectors = np.stack(vectors) if len(vectors) else None
+        self.face_ids = frozenset(face_ids)
+        self.track_ids = frozenset(track_ids)
+
+    def __bool__(self) -> bool:
+        return self.vectors is not None
+
+    def closer(self, vector: np.ndarray, query_score: float) -> bool:
+        return self.vectors is not None and float(np.max(self.vectors @ vector)) > query_score
+
+    def track(self, track: Track, query_score: float) -> bool:
+        if track.id in self.track_ids or any(f.key in self.face_ids for f in track.faces):
+            return True
+        return self.closer(track.template, query_score)
+
+
+def track_segment(
+    track: Track, query: np.ndarray, interval_ms: int, duration_ms: int, evidence: Evidence
+) -> pb.Segment | None:
+    """The track as a segment of the answer, or None if it is not a match for `query`."""
+    scores = track.vectors @ query
+    best_at = int(np.argmax(scores))
+    best = float(scores[best_at])
+    matching = int(np.count_nonzero(scores >= evidence.min_score))
+    if not evidence.holds(best, matching):
+        return None
+    face = track.faces[best_at]
+    return pb.Segment(
+        start_ms=track.start_ms,
+        end_ms=track.end_ms(interval_ms, duration_ms),
+        best_score=min(best, 1.0),
+        best_time_ms=face.time_ms,
+        best_box=_box(face.box),
+        track_id=track.id,
+        track_score=min(float(track.template @ query), 1.0),
+        samples=len(track.faces),
+        matching_samples=matching,
+        best_face_id=face.key,
+    )
+
+
+def video_hit(
+    entry: pb.Media,
+    tracks: Iterable[Track],
+    query: np.ndarray,
+    interval_ms: int,
+    evidence: Evidence,
+    rejected: Rejections,
+) -> pb.VideoHit | None:
+    """The video's matching tracks as one hit (None: no track matches), segments in time order."""
+    segments = []
+    for track in tracks:
+        segment = track_segment(track, query, interval_ms, entry.duration_ms, evidence)
+        if segment is not None and not rejected.track(track, segment.track_score):
+            segments.append(segment)
+    if not segments:
+        return None
+    segments.sort(key=lambda s: (s.start_ms, s.track_id))
+    return pb.VideoHit(
+        media_id=entry.media_id,
+        uri=entry.uri,
+        duration_ms=entry.duration_ms,
+        best_score=max(s.best_score for s in segments),
+        segments=segments,
+    )

@@ -21,8 +21,9 @@ from rvs.core.catalog import Catalog
 from rvs.core.faces.registry import MODELS
 from rvs.core.faces.types import ModelUnavailable
 from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
+from rvs.query.clip_search import ClipSearch, describe_clip_error
 from rvs.query.config import QuerySettings
-from rvs.query.errors import error_status
+from rvs.query.errors import Failure, error_status
 from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
 from rvs.query.search import SearchEngine, describe_error
@@ -62,6 +63,10 @@ def _instrumented(method: str) -> Callable[[Callable[..., T]], Callable[..., T]]
     return wrap
 
 
+def _hits(response: pb.SearchResponse) -> int:
+    return len(response.images) + sum(len(v.segments) for v in response.videos)
+
+
 def check_media_id(context: grpc.ServicerContext, media_id: str) -> None:
     problem = media_id_problem(media_id)
     if problem is not None:
@@ -82,6 +87,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         """`start_reindex` records a reindex request for every service (None: no bus to record it
         on); `delete_faces` deletes a media item's faces from every model's collection."""
         self.engine = engine
+        self.clips = ClipSearch(engine.settings, engine)
         self.catalog = catalog
         self.metrics = metrics
         self.rpc_deadline_s = rpc_deadline_s
@@ -91,19 +97,40 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        response = self._run("Search", self.engine.search, request, context, describe_error)
+        self.metrics.search_hits.observe(_hits(response))
+        return response
+
+    @_instrumented("SearchByVideo")
+    def SearchByVideo(
+        self, request: pb.SearchByVideoRequest, context: grpc.ServicerContext
+    ) -> pb.SearchByVideoResponse:
+        response = self._run("SearchByVideo", self.clips.search, request, context, describe_clip_error)
+        for track in response.tracks:
+            self.metrics.search_hits.observe(_hits(track.answer))
+        return response
+
+    def _run(
+        self,
+        method: str,
+        use_case: Callable[[Any, float], T],
+        request: Any,
+        context: grpc.ServicerContext,
+        describe: Callable[[Exception], Failure | None],
+    ) -> T:
+        """Run a search use case within the RPC's deadline; its documented failures as status codes."""
         remaining = context.time_remaining()
         budget = self.rpc_deadline_s if remaining is None else min(self.rpc_deadline_s, remaining)
         try:
-            response = self.engine.search(request, time.monotonic() + budget)
+            return use_case(request, time.monotonic() + budget)
         except Exception as exc:
-            described = describe_error(exc)
+            described = describe(exc)
             if described is None:
-                log.exception("Search failed")
+                log.exception("%s failed", method)
                 abort(context, code_pb2.INTERNAL, Reason.INTERNAL, "internal error; see the query service's log")
             else:
                 abort(context, *described)
-        self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
-        return response
+            raise  # abort() raised already
 
     def _need_catalog(self, context: grpc.ServicerContext) -> Catalog:
         if self.catalog is None:

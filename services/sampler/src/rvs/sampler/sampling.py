@@ -185,7 +185,10 @@ class MediaSampler:
         with VideoSampler(job.path, fps=self.settings.fps, max_side=self.settings.frame_max_side) as video:
             info = video.info
             expected = int(info.duration_ms / 1000 * self.settings.fps) + 1 if info.duration_ms else 0
-            started = pb.SamplingStarted(duration_ms=info.duration_ms, frames_expected=expected)
+            interval_ms = round(float(video.interval) * 1000)
+            started = pb.SamplingStarted(
+                duration_ms=info.duration_ms, frames_expected=expected, sample_interval_ms=interval_ms
+            )
             self._progress(job, sampling_started=started)
             count = 0
             last_ms = 0
