@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pytest
 
 from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
 from rvs.embedder.config import EmbedderSettings
@@ -14,6 +16,9 @@ from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+from conftest import free_port
+from corpus import build_corpus
 
 
 def settings(
@@ -60,3 +65,20 @@ def start(s: EmbeddedSettings, watch: Path) -> Running:
     return Running(
         app, rvs_pb2_grpc.SearchServiceStub(channel), channel, f"http://127.0.0.1:{s.query.metrics_port}/metrics", watch
     )
+
+
+def corpus_env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, name: str) -> tuple[EmbeddedSettings, Path]:
+    """The corpus in a watched folder of its own, with a state directory and a collection of its own."""
+    watch = tmp_path_factory.mktemp("watch")
+    data = tmp_path_factory.mktemp("data")
+    build_corpus(watch)
+    return settings(watch, data, free_port(), free_port(), milvus_uri, f"{name}_{int(time.time())}"), watch
+
+
+def ingested(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
+    s, watch = env
+    r = start(s, watch)
+    wait_done(r.stub, expected=6)
+    yield r
+    r.channel.close()
+    r.app.stop()

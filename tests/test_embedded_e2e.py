@@ -19,29 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rvs.cli.embedded import EmbeddedSettings
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import error_reason, free_port, lfw, shared
-from corpus import BLAIR, BUSH, POWELL, RUMSFELD, STRANGERS, build_corpus, near, search, segments
-from embedded_app import Running, settings, start, wait_done
+from conftest import error_reason, lfw, shared
+from corpus import BLAIR, BUSH, POWELL, RUMSFELD, STRANGERS, near, search, segments
+from embedded_app import Running, corpus_env, ingested, start
 from exposition import missing
 
 pytestmark = pytest.mark.e2e
-
-
-def corpus_env(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, name: str) -> tuple[EmbeddedSettings, Path]:
-    """The corpus in a watched folder of its own, with a state directory and a collection of its own."""
-    watch = tmp_path_factory.mktemp("watch")
-    data = tmp_path_factory.mktemp("data")
-    build_corpus(watch)
-    return settings(watch, data, free_port(), free_port(), milvus_uri, f"{name}_{int(time.time())}"), watch
-
-
-def ingested(env: tuple[EmbeddedSettings, Path]) -> Iterator[Running]:
-    s, watch = env
-    r = start(s, watch)
-    wait_done(r.stub, expected=6)
-    yield r
-    r.channel.close()
-    r.app.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow  # real model weights
 def random_facenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real InceptionResnetV1 state_dict (random initialisation), saved like the published files."""
     from facenet_pytorch import InceptionResnetV1  # 8 s of torchvision: not at the fast tier's collection
+
     path = tmp_path_factory.mktemp("weights") / "facenet-random.pt"
     torch.manual_seed(0)
     torch.save(InceptionResnetV1(pretrained=None).state_dict(), path)

@@ -179,7 +179,8 @@ class VideoSampler:
             if (w, h) != (width, height):
                 scale = width / w
                 width, height = w, h
-        rgb: np.ndarray = frame.to_ndarray(width=width, height=height, format="rgb24")
+        # Rows may be padded (a 150-pixel-wide frame): models that read the buffer need it contiguous.
+        rgb: np.ndarray = np.ascontiguousarray(frame.to_ndarray(width=width, height=height, format="rgb24"))
         quarter_turns = round((frame.rotation or 0) / 90) % 4
         if quarter_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
