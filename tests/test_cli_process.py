@@ -115,6 +115,11 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
         assert [Path(i["uri"]).name for i in answer["images"]] == ["powell.jpg"]
         table = rvs("search", str(lfw("Colin_Powell", 2)), "--target", target, "--min-score", "0.85")
         assert "powell.jpg" in table.stdout and "Photos (1)" in table.stdout
+        face_id = answer["images"][0]["face_id"]
+        assert f"[{face_id}]" in table.stdout  # what --face-id takes
+        again = rvs("search", "--face-id", face_id, "--json", "--target", target)
+        assert [Path(i["uri"]).name for i in json.loads(again.stdout)["images"]] == ["powell.jpg"], again.stderr
+        assert rvs("search", "--target", target).returncode == 2  # nothing to search with
         human = rvs("status", "--target", target)
         assert "done" in human.stdout and "powell.jpg" in human.stdout
 
@@ -138,6 +143,11 @@ def test_up_search_status_and_sigterm(tmp_path: Path, milvus_uri: str, collectio
         assert code == 0, screen
         assert "━" in screen and "clip.mp4" in screen and "\x1b[1A" in screen  # bars, redrawn in place
         assert "2 media: 2 done" in screen
+        # The clip as a query: Blair and the face beside him in his photo, found nowhere else (the
+        # clip itself is left out).
+        person = rvs("search", str(clip), "--target", target)
+        assert person.returncode == 0 and "2 person(s) in the clip" in person.stdout, person.stderr
+        assert person.stdout.count("No match") == 2
         piped = rvs("status", "--target", target)
         assert "━" not in piped.stdout and "\x1b" not in piped.stdout and "2 media: 2 done" in piped.stdout
     finally:

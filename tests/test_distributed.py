@@ -153,7 +153,9 @@ def test_sampler_killed_mid_video_resumes_without_gaps_or_duplicates(cluster: Cl
     assert long.frames_sampled == long.frames_embedded == 60  # every second once: no gap
     assert long.faces_found == 6
     cluster.assert_index_exact(media)  # and no duplicate
-    assert segments(search(cluster.stub(), lfw(BLAIR, 10)))["a_long.mp4"] == [(30000, 35000)]
+    assert segments(search(cluster.stub(), lfw(BLAIR, 10)))["a_long.mp4"] == [
+        (30000, 36000)
+    ]  # the track: 30 s to its last sample + 1 s
     assert cluster.stop() == dict.fromkeys(cluster.procs, 0)
 
 

@@ -74,7 +74,9 @@ def test_pipeline_end_to_end(
             resp = stub.Search(pb.SearchRequest(image=query))
             assert resp.model == model
             assert [Path(v.uri).name for v in resp.videos] == ["clip.mp4"]  # at the default threshold
-            assert [(s.start_ms, s.end_ms) for s in resp.videos[0].segments] == [(1000, 2000)]
+            assert [(s.start_ms, s.end_ms) for s in resp.videos[0].segments] == [
+                (1000, 3000)
+            ]  # samples 1 s and 2 s, to the last + 1 s
             assert list(resp.images) == []  # Colin Powell is someone else
             everyone = stub.Search(pb.SearchRequest(image=query, min_score=-1.0))
             assert {Path(i.uri).name for i in everyone.images} == {"powell.jpg"}

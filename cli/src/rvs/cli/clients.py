@@ -18,9 +18,10 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict, MessageToJson
+from google.protobuf.message import Message
 
 from rvs.cli import status_view
-from rvs.core.media.kinds import KIND_FILTERS
+from rvs.core.media.kinds import KIND_FILTERS, media_kind
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -67,6 +68,9 @@ class Rpc:
     def search(self, request: pb.SearchRequest) -> pb.SearchResponse:
         return self.stub.Search(request, timeout=self.timeout, metadata=self.metadata)
 
+    def search_by_video(self, request: pb.SearchByVideoRequest) -> pb.SearchByVideoResponse:
+        return self.stub.SearchByVideo(request, timeout=self.timeout, metadata=self.metadata)
+
     def list_media(self, request: pb.ListMediaRequest) -> pb.ListMediaResponse:
         return self.stub.ListMedia(request, timeout=self.timeout, metadata=self.metadata)
 
@@ -96,52 +100,98 @@ def _fmt_time(ms: int) -> str:
 
 
 def search(args: argparse.Namespace) -> int:
-    try:
-        image = Path(args.photo).read_bytes()
-    except OSError as exc:
-        print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
+    named = [n for n in (args.photo, args.face_id, args.track_id) if n]
+    if len(named) != 1:
+        print("rvs search: give one of PHOTO (or a clip), --face-id, --track-id", file=sys.stderr)
         return 2
     request = pb.SearchRequest(
-        image=image,
         top_k=args.top_k,
         kinds=KIND_FILTERS[args.kinds],
         source_prefix=args.source or "",
+        rejected_face_ids=args.reject_face,
+        rejected_track_ids=args.reject_track,
     )
     if args.min_score is not None:
         request.min_score = args.min_score
     if args.face is not None:
         request.face_index = args.face
+    if args.face_id:
+        request.face_id = args.face_id
+    elif args.track_id:
+        request.track_id = args.track_id
+    else:
+        try:
+            data = Path(args.photo).read_bytes()
+        except OSError as exc:
+            print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if media_kind(args.photo) == pb.MEDIA_KIND_VIDEO:
+            return _calling("search", args, lambda rpc: _clip(rpc, _clip_request(request, data), args.json))
+        request.image = data
 
     def body(rpc: Rpc) -> None:
         response = rpc.search(request)
         if args.json:
-            print(
-                MessageToJson(
-                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
-                )
-            )
+            print(_json(response))
         else:
             print_matches(response)
 
     return _calling("search", args, body)
 
 
-def print_matches(response: pb.SearchResponse) -> None:
-    faces = response.query_faces
-    used = faces[response.used_face_index]
+def _json(message: Message) -> str:
+    return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
+
+
+def _clip_request(search: pb.SearchRequest, video: bytes) -> pb.SearchByVideoRequest:
+    request = pb.SearchByVideoRequest(
+        video=video,
+        top_k=search.top_k,
+        kinds=search.kinds,
+        source_prefix=search.source_prefix,
+    )
+    if search.HasField("min_score"):
+        request.min_score = search.min_score
+    return request
+
+
+def _clip(rpc: Rpc, request: pb.SearchByVideoRequest, as_json: bool) -> None:
+    response = rpc.search_by_video(request)
+    if as_json:
+        print(_json(response))
+        return
     print(
-        f"{len(faces)} face(s) in the query; searched face {response.used_face_index} at "
-        f"({used.box.x1:.0f},{used.box.y1:.0f})-({used.box.x2:.0f},{used.box.y2:.0f}); "
+        f"{response.tracks_found} person(s) in the clip ({response.samples} samples); "
         f"model {response.model}, min_score {response.min_score:.2f}"
     )
+    for k, track in enumerate(response.tracks):
+        print(f"\nPerson {k + 1}: {_fmt_time(track.start_ms)} - {_fmt_time(track.end_ms)} in the clip")
+        _print_hits(track.answer)
+
+
+def print_matches(response: pb.SearchResponse) -> None:
+    faces = response.query_faces
+    if faces:
+        used = faces[response.used_face_index]
+        print(
+            f"{len(faces)} face(s) in the query; searched face {response.used_face_index} at "
+            f"({used.box.x1:.0f},{used.box.y1:.0f})-({used.box.x2:.0f},{used.box.y2:.0f}); "
+            f"model {response.model}, min_score {response.min_score:.2f}"
+        )
+    else:
+        print(f"Searched with an indexed face; model {response.model}, min_score {response.min_score:.2f}")
+    _print_hits(response)
+
+
+def _print_hits(response: pb.SearchResponse) -> None:
     if not response.matched:
         print("No match: nobody in the index scores above the threshold.")
         return
     if response.images:
         print(f"\nPhotos ({len(response.images)})")
-        print(f"  {'score':>6}  file")
+        print(f"  {'score':>6}  file  [face id]")
         for img in response.images:
-            print(f"  {img.score:6.3f}  {img.uri}")
+            print(f"  {img.score:6.3f}  {img.uri}  [{img.face_id}]")
     if response.videos:
         print(f"\nVideos ({len(response.videos)})")
         for v in response.videos:
@@ -149,7 +199,8 @@ def print_matches(response: pb.SearchResponse) -> None:
             for seg in v.segments:
                 print(
                     f"          {_fmt_time(seg.start_ms)} - {_fmt_time(seg.end_ms)}  best {seg.best_score:.3f}"
-                    f" at {_fmt_time(seg.best_time_ms)}"
+                    f" at {_fmt_time(seg.best_time_ms)}, track {seg.track_score:.3f} over {seg.samples} samples"
+                    f"  [track {seg.track_id}]"
                 )
 
 

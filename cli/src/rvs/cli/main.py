@@ -124,14 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(func=func)
 
-    search = sub.add_parser("search", help="find the photos and video moments showing the person in PHOTO")
-    search.add_argument("photo", help="query photo (JPEG, PNG, WebP)")
+    search = sub.add_parser(
+        "search",
+        help="find the photos and video moments showing the person in PHOTO (or each person in a CLIP)",
+    )
+    search.add_argument(
+        "photo", nargs="?", help="query photo (JPEG, PNG, WebP), or a video clip: each person in it is searched"
+    )
     search.add_argument("--top-k", type=int, default=0, help="photos and videos to return (default: server's)")
     search.add_argument("--min-score", type=float, default=None, help="similarity threshold (default: model's)")
     search.add_argument("--kinds", choices=["all", "images", "videos"], default="all")
     search.add_argument("--source", help="only media whose source starts with this")
     search.add_argument("--face", type=int, default=None, help="which query face to use (default: largest)")
-    search.add_argument("--json", action="store_true", help="print the SearchResponse as JSON")
+    search.add_argument("--face-id", help="find this person: search with an indexed face (a result's face id)")
+    search.add_argument("--track-id", help="find this person: search with an indexed track (a segment's track id)")
+    search.add_argument("--reject-face", action="append", default=[], metavar="ID", help="not this person (repeat)")
+    search.add_argument("--reject-track", action="append", default=[], metavar="ID", help="not this person (repeat)")
+    search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=cmd_search)
 
     evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
