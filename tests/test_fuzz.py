@@ -37,6 +37,7 @@ DOCUMENTED = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.NOT_FOUND,  # a face or track id that is not in the index
 }
 
 
@@ -121,19 +122,41 @@ def search_stub(milvus_uri: str) -> Iterator[rvs_pb2_grpc.SearchServiceStub]:
     service.stop(0)
 
 
-def requests(face: bytes) -> st.SearchStrategy[pb.SearchRequest]:
-    """Search requests around `face`, a real photo that Search finds a face in."""
-    return st.builds(
-        pb.SearchRequest,
-        image=st.one_of(images, st.just(face)),
-        top_k=st.one_of(st.just(0), st.integers(0, 2**32 - 1)),
-        min_score=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32)),
-        face_index=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
-        kinds=st.integers(0, 5),
-        source_prefix=st.text(max_size=40),
-        ingested_after_ms=st.integers(-(2**63), 2**63 - 1),
-        ingested_before_ms=st.integers(-(2**63), 2**63 - 1),
+# Face and track ids: well-formed ones (not in the index, or a prefix of one) and any text.
+well_formed = st.builds(
+    lambda media, t, i: f"{media}:{t}:{i}",
+    st.text("0123456789abcdef", min_size=64, max_size=64),
+    st.integers(0, 10**15 - 1),
+    st.integers(0, 99_999),
+)
+ids = st.one_of(st.text(max_size=80), well_formed, well_formed, well_formed)
+
+
+@st.composite
+def requests(draw: st.DrawFn, face: bytes) -> pb.SearchRequest:
+    """Search requests around `face`, a real photo that Search finds a face in, or by face or track id,
+    with or without rejections."""
+    request = draw(
+        st.builds(
+            pb.SearchRequest,
+            top_k=st.one_of(st.just(0), st.integers(0, 2**32 - 1)),
+            min_score=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32)),
+            face_index=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+            kinds=st.integers(0, 5),
+            source_prefix=st.text(max_size=40),
+            ingested_after_ms=st.integers(-(2**63), 2**63 - 1),
+            ingested_before_ms=st.integers(-(2**63), 2**63 - 1),
+            rejected_face_ids=st.sampled_from([[], [], [], ["0" * 64 + ":0:0"] * 257])
+            | st.lists(well_formed, max_size=3),
+            rejected_track_ids=st.sampled_from([[], [], [], []]) | st.lists(ids, max_size=2),
+        )
     )
+    query = draw(st.sampled_from(["image", "image", "image", "face_id", "track_id"]))
+    if query == "image":
+        request.image = draw(st.one_of(images, st.just(face)))
+    else:
+        setattr(request, query, draw(ids))
+    return request
 
 
 def test_search_answers_only_documented_codes(search_stub: rvs_pb2_grpc.SearchServiceStub) -> None:
