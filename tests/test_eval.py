@@ -15,7 +15,16 @@ import pytest
 from PIL import Image
 
 from rvs.cli.evaluation import measures, report
-from rvs.cli.evaluation.videos import QueryResult, VideoEval, measure, query_image, returned, suggest
+from rvs.cli.evaluation.videos import (
+    QueryResult,
+    SegmentMatch,
+    VideoEval,
+    match_segments,
+    measure,
+    query_image,
+    suggest,
+    sweep_query,
+)
 from rvs.core.catalog import Catalog
 from rvs.core.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
 from rvs.core.faces.types import Detection
@@ -86,35 +95,119 @@ def test_rejections_are_counted_once_per_frame(tmp_path: Path) -> None:
 
 
 def _queries() -> list[QueryResult]:
+    """What searches at 0.3, 0.62, 0.77 and 0.85 returned (as sweep_query records it)."""
     return [
-        QueryResult("A", "a.jpg", False, ["a1.mp4", "a2.mp4"], [], {"a1.mp4": 0.9, "a2.mp4": 0.6, "b.mp4": 0.7}),
-        QueryResult("B", "b.mp4@2", False, [], ["b.mp4"], {"a1.mp4": 0.5}),  # its only clip left out
-        QueryResult("S", "s.jpg", True, [], [], {"b.mp4": 0.8, "a2.mp4": 0.4}),
+        QueryResult(
+            "A",
+            "a.jpg",
+            False,
+            ["a1.mp4", "a2.mp4"],
+            [],
+            {"a1.mp4": 0.9, "a2.mp4": 0.6, "b.mp4": 0.7},
+            returned={
+                0.3: ["a1.mp4", "b.mp4", "a2.mp4"],
+                0.62: ["a1.mp4", "b.mp4"],
+                0.77: ["a1.mp4"],
+                0.85: ["a1.mp4"],
+            },
+        ),
+        QueryResult(
+            "B", "b.mp4@2", False, [], ["b.mp4"], {"a1.mp4": 0.5}, returned={0.3: ["a1.mp4"]}
+        ),  # its only clip left out
+        QueryResult(
+            "S",
+            "s.jpg",
+            True,
+            [],
+            [],
+            {"b.mp4": 0.8, "a2.mp4": 0.4},
+            returned={0.3: ["b.mp4", "a2.mp4"], 0.62: ["b.mp4"], 0.77: ["b.mp4"]},
+        ),
         QueryResult("N", "n.jpg", False, ["a1.mp4"], [], {}, no_face=True),  # a missed pair
     ]
 
 
-def test_video_sweep_refilters_one_search_by_score() -> None:
+class FakeSearch:
+    """A search over fixed sample scores per clip with a rule beyond the threshold (as tracks have):
+    a clip needs two samples at or above min_score to be returned; photos need one."""
+
+    def __init__(self) -> None:
+        self.videos = {"/w/000_a.mp4": [0.9, 0.4], "/w/001_b.mp4": [0.7, 0.65], "/w/002_c.mp4": [0.6, 0.55, 0.5]}
+        self.images = {"/w/003_p.jpg": 0.8}
+        self.requests: list[pb.SearchRequest] = []
+
+    def __call__(self, request: pb.SearchRequest) -> pb.SearchResponse:
+        self.requests.append(request)
+        t = request.min_score
+        videos = [pb.VideoHit(uri=u, best_score=max(s)) for u, s in self.videos.items() if sum(x >= t for x in s) >= 2]
+        videos.sort(key=lambda v: -v.best_score)
+        images = [pb.ImageHit(uri=u, score=s) for u, s in self.images.items() if s >= t]
+        return pb.SearchResponse(videos=videos[: request.top_k], images=images[: request.top_k])
+
+
+def _uri(u: str) -> str:
+    return {"/w/000_a.mp4": "a.mp4", "/w/001_b.mp4": "b.mp4", "/w/002_c.mp4": "c.mp4", "/w/003_p.jpg": "p.jpg"}[u]
+
+
+def test_video_sweep_runs_a_real_search_at_every_threshold() -> None:
+    search = FakeSearch()
+    got = sweep_query(search, [0.3, 0.52, 0.6, 0.7], top_k=2, ignored=[], uri=_uri)
+    assert [(r.min_score, r.top_k) for r in search.requests] == [
+        (pytest.approx(t), 2) for t in (0.3, 0.52, 0.6, 0.7)
+    ]  # one search per threshold
+    # a.mp4's best sample (0.9) passes every threshold, but from 0.52 on it is its only one, so the
+    # search drops it: a filter of one low search's best scores would keep it; only a search at t
+    # knows the rule. top_k caps videos and photos each.
+    assert got == {
+        0.3: ["a.mp4", "b.mp4", "p.jpg"],
+        0.52: ["b.mp4", "c.mp4", "p.jpg"],
+        0.6: ["b.mp4", "p.jpg"],
+        0.7: ["p.jpg"],
+    }
+    # The ignored clip is asked for on top of top_k, then left out, and takes no one's place.
+    search.requests.clear()
+    got = sweep_query(search, [0.3], top_k=1, ignored=["a.mp4"], uri=_uri)
+    assert search.requests[0].top_k == 2 and got == {0.3: ["b.mp4", "p.jpg"]}
+    returned = sweep_query(search, [0.3, 0.52, 0.6], 10, [], _uri)
+    result = QueryResult("A", "a.jpg", False, ["a.mp4", "c.mp4"], [], {}, returned=returned)
+    low, high = measure([result], 0.3), measure([result], 0.6)
+    assert (low.found, low.false_videos_per_query, high.found, high.false_videos_per_query) == (2, 2.0, 0, 2.0)
+    assert measure([result], 0.52).found == 1  # c.mp4 only: a.mp4 lacks a second sample there
+
+
+def test_video_sweep_measures_what_each_threshold_returned() -> None:
     queries = _queries()
-    assert returned(queries[0].scores, 0.65, top_k=10) == {"a1.mp4", "b.mp4"}
-    assert returned(queries[0].scores, 0.0, top_k=1) == {"a1.mp4"}  # the best top_k only
-    low = measure(queries, 0.3, top_k=10)
+    low = measure(queries, 0.3)
     assert (low.found, low.recall, low.false_videos_per_query, low.strangers_matched) == (2, 2 / 3, 4 / 4, 1)
-    mid = measure(queries, 0.62, top_k=10)
+    mid = measure(queries, 0.62)
     assert (mid.found, mid.false_videos_per_query, mid.strangers_matched) == (1, 2 / 4, 1)
-    high = measure(queries, 0.85, top_k=10)
+    high = measure(queries, 0.85)
     assert (high.found, high.false_videos_per_query, high.strangers_matched) == (1, 0.0, 0)
-    capped = measure(queries, 0.3, top_k=1)  # A gets a1 only, B a1 (false), S b (false)
-    assert (capped.found, capped.false_videos_per_query) == (1, 2 / 4)
-    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
+    sweep = [measure(queries, t) for t in (0.3, 0.62, 0.77, 0.85)]
     assert [p.false_videos_per_query for p in sweep] == [1.0, 0.5, 0.25, 0.0]
     assert suggest(sweep) == 0.85 and suggest(sweep, max_false=0.3) == 0.77 and suggest(sweep[:2]) is None
 
 
-def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
+def test_segments_match_the_true_interval_they_overlap_most() -> None:
+    truth = [(0.7, 3.4), (7.6, 11.3)]
+    pairs, extra = match_segments(truth, [(3.0, 3.0), (3.4, 5.0), (8.0, 11.0), (9.0, 9.0)])
+    # (3.4, 5.0) starts where the first true segment ends: [start, end) does not reach it.
+    assert pairs == [((0.7, 3.4), (3.0, 3.0)), ((7.6, 11.3), (8.0, 11.0))] and extra == [(3.4, 5.0)]
+    pairs, extra = match_segments(truth, [(1.0, 3.0)])
+    assert pairs == [((0.7, 3.4), (1.0, 3.0)), ((7.6, 11.3), None)] and extra == []
+    merged, _ = match_segments(truth, [(1.0, 11.0)])  # one segment over the gap: both ends are far off
+    assert merged == [((0.7, 3.4), (1.0, 11.0)), ((7.6, 11.3), (1.0, 11.0))]
+
+
+def _video_eval() -> VideoEval:
     queries = _queries()
-    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
-    result = VideoEval("m", 3, 4, 1, 3, 1, 1 / 3, 0.25, 1, 1, None, 0.77, suggest(sweep), 10, sweep, queries)
+    sweep = [measure(queries, t) for t in (0.3, 0.62, 0.77, 0.85)]
+    return VideoEval("m", 3, 4, 1, 3, 1, 1 / 3, 0.25, 1, 1, None, 0.77, suggest(sweep), 10, sweep, queries)
+
+
+def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
+    result = _video_eval()
+    sweep = result.sweep
     table = report.video_table([result])
     assert "| m | 3 | 4 (1) | 1 | 1/3 (0.33) | 0.25 | 1/1 | — | 0.77 | 0.85 (0.33) |" in table
     assert "| 0.30 | 0.67 | 2/3 | 1.00 | 1/1 |" in table and "| 0.62 |" not in table  # every 0.05 only
@@ -126,8 +219,33 @@ def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
     details = report.video_queries_table(result)
     assert "| A | a.jpg | a1.mp4 0.900*, a2.mp4 0.600 | b.mp4 0.700 |" in details
     assert "| N (no face) |" in details and "| S (stranger) | s.jpg | — | b.mp4 0.800 |" in details
+    assert report.video_segments_table(result) == ""  # no segments in the manifest
     report.video_plot([result], tmp_path / "v.png")
     assert (tmp_path / "v.png").stat().st_size > 10_000
+    json.loads(report.as_json([result]))
+
+
+def test_video_report_lists_segment_boundaries() -> None:
+    matches = [
+        SegmentMatch("q/a.jpg", "c/x.mp4", (2.3, 7.8), (3.0, 7.0), 0.7, 0.8),
+        SegmentMatch("q/a.jpg", "c/x.mp4", (9.1, 9.6), None, None, None),
+        SegmentMatch("q/a.jpg", "c/x.mp4", None, (12.0, 12.0), None, None),
+    ]
+    result = dataclasses.replace(
+        _video_eval(),
+        mean_segment_error_s=0.75,
+        mean_start_error_s=0.7,
+        mean_end_error_s=0.8,
+        max_segment_error_s=0.8,
+        segments_missed=1,
+        segments_extra=1,
+        segments=matches,
+    )
+    table = report.video_segments_table(result)
+    assert "mean error 0.75 s (start 0.70, end 0.80), max 0.80 s; 2 true segments, 1 with no returned" in table
+    assert "| a.jpg | x.mp4 | 2.30-7.80 | 3.00-7.00 | 0.70 | 0.80 |" in table
+    assert "| a.jpg | x.mp4 | 9.10-9.60 | — | — | — |" in table
+    assert "| a.jpg | x.mp4 | — (none) | 12.00-12.00 | — | — |" in table
 
 
 def test_frame_query_is_cut_from_its_clip_in_memory(tmp_path: Path) -> None:
@@ -216,11 +334,11 @@ def test_eval_videos_with_a_manifest(tmp_path: Path, milvus_uri: str) -> None:
         "clips": [
             {
                 "path": "clips/clip_a.mp4",
-                "people": [{"name": BUSH, "segments": [[1, 3]]}, {"name": BLAIR, "segments": [[7, 9]]}],
+                "people": [{"name": BUSH, "segments": [[1, 4]]}, {"name": BLAIR, "segments": [[7, 10]]}],
             },
             {
                 "path": "clips/nested/deeper/clip_b.mp4",
-                "people": [{"name": POWELL, "segments": [[2, 5]]}, {"name": BUSH, "segments": [[2, 5]]}],
+                "people": [{"name": POWELL, "segments": [[2, 6]]}, {"name": BUSH, "segments": [[2, 6]]}],
             },
             {"path": "clips/no_faces.mp4", "people": []},
         ],

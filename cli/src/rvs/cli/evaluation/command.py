@@ -111,7 +111,9 @@ def _videos(args: argparse.Namespace, models: list[str], uri: str, work: Path, o
         for m in models
     ]
     table = report.video_table(results)
-    details = "\n\n".join(report.video_queries_table(r) for r in results)
+    details = "\n\n".join(
+        part for r in results for part in (report.video_segments_table(r), report.video_queries_table(r)) if part
+    )
     out.with_suffix(".md").write_text(table + "\n\n" + details + "\n")
     report.video_plot(results, out.with_suffix(".png"))
     return table, report.as_json(results)

@@ -97,6 +97,34 @@ def video_queries_table(r: VideoEval) -> str:
     return "\n".join(lines)
 
 
+def video_segments_table(r: VideoEval) -> str:
+    """Per true segment of a clip returned for its person at the default threshold: the returned
+    segment overlapping it most and the boundary errors; empty when the manifest has no segments."""
+    if not r.segments:
+        return ""
+
+    def s(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f}"
+
+    lines = [
+        f"{r.model}: segment boundaries at the default {r.min_score:.2f}: mean error {s(r.mean_segment_error_s)} s "
+        f"(start {s(r.mean_start_error_s)}, end {s(r.mean_end_error_s)}), max {s(r.max_segment_error_s)} s; "
+        f"{len(r.segments) - r.segments_extra} true segments, {r.segments_missed} with no returned segment, "
+        f"{r.segments_extra} returned segments outside every true one",
+        "",
+        "| query | clip | true segment (s) | returned segment (s) | start error (s) | end error (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in r.segments:
+        found = f"{m.found[0]:.2f}-{m.found[1]:.2f}" if m.found else "—"
+        truth = f"{m.truth[0]:.2f}-{m.truth[1]:.2f}" if m.truth else "— (none)"
+        lines.append(
+            f"| {Path(m.query).name} | {Path(m.clip).name} | {truth} | {found} "
+            f"| {s(m.start_error_s)} | {s(m.end_error_s)} |"
+        )
+    return "\n".join(lines)
+
+
 def video_plot(results: list[VideoEval], path: Path) -> None:
     """Recall against false videos per query over the sweep, one curve per model, thresholds marked."""
     import matplotlib
