@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from rvs.cli.evaluation import measures, report
+from rvs.cli.evaluation import measures, report, synth
 from rvs.cli.evaluation.videos import (
     QueryResult,
     SegmentMatch,
@@ -32,7 +33,7 @@ from rvs.v1 import rvs_pb2 as pb
 
 from conftest import ROOT, lfw, lfw_people, shared
 from corpus import BLAIR, BUSH, POWELL, build_corpus
-from media_factory import cfr_times, synthetic_photo, write_video
+from media_factory import Appearance, cfr_times, load_rgb, synthetic_photo, visible, write_video
 
 
 def test_ranking_measures() -> None:
@@ -259,6 +260,74 @@ def test_frame_query_is_cut_from_its_clip_in_memory(tmp_path: Path) -> None:
     assert abs(np.asarray(image).mean() - 100) < 4  # the frame at 2.5 s
     with pytest.raises(ValueError, match="no frame"):
         query_image({"frame": {"clip": str(clip), "at_s": 60}}, Path("/"))
+
+
+def _fake_lfw(root: Path) -> Path:
+    """LFW's layout with a made-up picture (its own seed) for every photo the synthetic set reads."""
+    for i, rel in enumerate(synth.photos_needed()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(synthetic_photo(100 + i, (150, 150))).save(root / rel, quality=95)
+    return root
+
+
+def test_synthetic_set_is_designed_as_documented() -> None:
+    lfw = Path("/lfw")
+    in_clips = {(s.person, n) for c in synth.CLIPS for s in c.shots for n in s.photos}
+    people = {person for person, _ in in_clips}
+    queried = {person for person, _ in synth.QUERIES}
+    assert not in_clips & set(synth.QUERIES)  # queries are OTHER photos of the people in clips
+    assert len(queried & people) >= 6 and len(queried - people) >= 5  # and strangers, in no clip
+    assert any(len(c.shots) >= 3 for c in synth.CLIPS)  # three people in one frame
+    assert any(not {s.person for s in c.shots} & queried for c in synth.CLIPS)  # a clip of strangers only
+    for clip in synth.CLIPS:
+        times = cfr_times(clip.duration_s, clip.fps)
+        for shot in clip.shots:  # a shot's photos follow one another with no gap
+            pieces = shot.appearances(lfw)
+            assert len({a.photo for a in pieces}) == min(len(shot.photos), len(pieces))
+            assert visible(pieces, times, clip.duration_s) == [(shot.start_s, min(shot.end_s, clip.duration_s))]
+
+
+def test_synthetic_clips_show_each_person_exactly_in_their_true_segments(tmp_path: Path) -> None:
+    lfw = _fake_lfw(tmp_path / "lfw")
+    chosen = tuple(c for c in synth.CLIPS if c.name in {"comes_back.mp4", "two_people.mp4"})
+    manifest_path = synth.build(tmp_path / "set", lfw, chosen)
+    manifest = json.loads(manifest_path.read_text())
+    truth = {(c["path"], p["name"]): p["segments"] for c in manifest["clips"] for p in c["people"]}
+    assert truth == {
+        ("two_people.mp4", "Colin_Powell"): [[1.6, 9.4]],
+        ("two_people.mp4", "Tony_Blair"): [[3.72, 11.2]],
+        ("comes_back.mp4", "Hugo_Chavez"): [[0.7, 3.4], [7.6, 11.3]],  # leaves and comes back
+        ("comes_back.mp4", "George_W_Bush"): [[9.1, 13.4]],
+        ("comes_back.mp4", "Lleyton_Hewitt"): [[4.5, 6.9]],
+    }
+    assert all((manifest_path.parent / q["photo"]).is_file() for q in manifest["queries"])
+    for clip in chosen:
+        shown: dict[str, list[tuple[Appearance, np.ndarray]]] = {}
+        for shot in clip.shots:
+            shown.setdefault(shot.person, []).extend((a, load_rgb(a.photo)) for a in shot.appearances(lfw))
+        frames = 0
+        with av.open(str(tmp_path / "set" / clip.name)) as container:
+            for frame in container.decode(video=0):
+                ms = round(frame.pts * frame.time_base * 1000)
+                rgb = frame.to_ndarray(format="rgb24")
+                for person, pieces in shown.items():
+                    # The person's photo is in the frame where the generator put it, nowhere else.
+                    on_screen = any(_pasted(rgb, a, photo, ms / 1000) for a, photo in pieces)
+                    expected = any(round(a * 1000) <= ms < round(b * 1000) for a, b in truth[(clip.name, person)])
+                    assert on_screen == expected, (clip.name, person, ms)
+                frames += 1
+        assert frames == round(clip.duration_s * clip.fps)
+
+
+def _pasted(rgb: np.ndarray, a: Appearance, photo: np.ndarray, t: float) -> bool:
+    h, w = photo.shape[:2]
+    x, y = a.corner(t, (rgb.shape[1], rgb.shape[0]), (w, h))
+    return float(np.abs(rgb[y : y + h, x : x + w].astype(np.float32) - photo).mean()) < 20
+
+
+def test_synthetic_set_needs_its_lfw_photos(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="LFW photos missing"):
+        synth.build(tmp_path / "set", tmp_path / "no-lfw")
 
 
 @pytest.mark.slow  # the shared clips

@@ -24,8 +24,8 @@ class Appearance:
     photo: Path
     start_s: float
     end_s: float
-    x: int = 40  # where the photo's top-left corner goes
-    y: int = 40
+    x: float = 40  # where the photo's top-left corner goes
+    y: float = 40
     dx_per_s: float = 0.0
     dy_per_s: float = 0.0
 
@@ -42,8 +42,8 @@ class Appearance:
 
 
 def load_rgb(path: Path, size: tuple[int, int] | None = None) -> RGB:
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as opened:
+        img = opened.convert("RGB")
         if size:
             img = img.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(img)
@@ -95,7 +95,7 @@ def visible(appearances: Sequence[Appearance], times: Sequence[float], duration_
             start = None
     if start is not None:
         intervals.append((start, duration_s))
-    return [(round(a, 3), round(b, 3)) for a, b in intervals]
+    return [(round(float(a), 3), round(float(b), 3)) for a, b in intervals]
 
 
 def write_video(
@@ -114,6 +114,8 @@ def write_video(
     height, width = first.shape[:2]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, options=options or {})
+        if not isinstance(stream, av.VideoStream):
+            raise ValueError(f"{codec} is not a video codec")
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt
         stream.time_base = Fraction(1, 1000)
