@@ -223,7 +223,9 @@ def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
     assert report.video_segments_table(result) == ""  # no segments in the manifest
     report.video_plot([result], tmp_path / "v.png")
     assert (tmp_path / "v.png").stat().st_size > 10_000
-    json.loads(report.as_json([result]))
+    text = report.as_json([result])
+    assert json.loads(text) == json.loads(json.dumps([dataclasses.asdict(result)]))
+    assert '"0.3": ["a1.mp4", "b.mp4", "a2.mp4"]' in text  # lists of strings or numbers on one line
 
 
 def test_video_report_lists_segment_boundaries() -> None:

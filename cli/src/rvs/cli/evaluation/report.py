@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,10 @@ def video_plot(results: list[VideoEval], path: Path) -> None:
 
 
 def as_json(results: list[Any]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str)
+    """Indented JSON, with each list of numbers or strings on one line (the sweep's searches return
+    thousands of them)."""
+    text = json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str)
+    return re.sub(r"\[\n\s*([^\[\]{}]*?)\n\s*\]", lambda m: "[" + re.sub(r",\n\s*", ", ", m[1]) + "]", text)
 
 
 def plot(results: list[ImageEval], path: Path, defaults: dict[str, float]) -> None:
