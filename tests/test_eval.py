@@ -10,12 +10,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from rvs.cli.evaluation import measures, report
-from rvs.cli.evaluation.videos import QueryResult, VideoEval, measure, query_image, returned, suggest
+from rvs.cli.evaluation import measures, report, synth
+from rvs.cli.evaluation.videos import (
+    QueryResult,
+    SegmentMatch,
+    VideoEval,
+    match_segments,
+    measure,
+    query_image,
+    suggest,
+    sweep_query,
+)
 from rvs.core.catalog import Catalog
 from rvs.core.faces.detector import BLURRY, LOW_CONFIDENCE, POSE, TOO_SMALL, QualityGates, reject_reason, sharpness, yaw
 from rvs.core.faces.types import Detection
@@ -23,7 +33,7 @@ from rvs.v1 import rvs_pb2 as pb
 
 from conftest import ROOT, lfw, lfw_people, shared
 from corpus import BLAIR, BUSH, POWELL, build_corpus
-from media_factory import cfr_times, synthetic_photo, write_video
+from media_factory import Appearance, cfr_times, load_rgb, synthetic_photo, visible, write_video
 
 
 def test_ranking_measures() -> None:
@@ -86,35 +96,119 @@ def test_rejections_are_counted_once_per_frame(tmp_path: Path) -> None:
 
 
 def _queries() -> list[QueryResult]:
+    """What searches at 0.3, 0.62, 0.77 and 0.85 returned (as sweep_query records it)."""
     return [
-        QueryResult("A", "a.jpg", False, ["a1.mp4", "a2.mp4"], [], {"a1.mp4": 0.9, "a2.mp4": 0.6, "b.mp4": 0.7}),
-        QueryResult("B", "b.mp4@2", False, [], ["b.mp4"], {"a1.mp4": 0.5}),  # its only clip left out
-        QueryResult("S", "s.jpg", True, [], [], {"b.mp4": 0.8, "a2.mp4": 0.4}),
+        QueryResult(
+            "A",
+            "a.jpg",
+            False,
+            ["a1.mp4", "a2.mp4"],
+            [],
+            {"a1.mp4": 0.9, "a2.mp4": 0.6, "b.mp4": 0.7},
+            returned={
+                0.3: ["a1.mp4", "b.mp4", "a2.mp4"],
+                0.62: ["a1.mp4", "b.mp4"],
+                0.77: ["a1.mp4"],
+                0.85: ["a1.mp4"],
+            },
+        ),
+        QueryResult(
+            "B", "b.mp4@2", False, [], ["b.mp4"], {"a1.mp4": 0.5}, returned={0.3: ["a1.mp4"]}
+        ),  # its only clip left out
+        QueryResult(
+            "S",
+            "s.jpg",
+            True,
+            [],
+            [],
+            {"b.mp4": 0.8, "a2.mp4": 0.4},
+            returned={0.3: ["b.mp4", "a2.mp4"], 0.62: ["b.mp4"], 0.77: ["b.mp4"]},
+        ),
         QueryResult("N", "n.jpg", False, ["a1.mp4"], [], {}, no_face=True),  # a missed pair
     ]
 
 
-def test_video_sweep_refilters_one_search_by_score() -> None:
+class FakeSearch:
+    """A search over fixed sample scores per clip with a rule beyond the threshold (as tracks have):
+    a clip needs two samples at or above min_score to be returned; photos need one."""
+
+    def __init__(self) -> None:
+        self.videos = {"/w/000_a.mp4": [0.9, 0.4], "/w/001_b.mp4": [0.7, 0.65], "/w/002_c.mp4": [0.6, 0.55, 0.5]}
+        self.images = {"/w/003_p.jpg": 0.8}
+        self.requests: list[pb.SearchRequest] = []
+
+    def __call__(self, request: pb.SearchRequest) -> pb.SearchResponse:
+        self.requests.append(request)
+        t = request.min_score
+        videos = [pb.VideoHit(uri=u, best_score=max(s)) for u, s in self.videos.items() if sum(x >= t for x in s) >= 2]
+        videos.sort(key=lambda v: -v.best_score)
+        images = [pb.ImageHit(uri=u, score=s) for u, s in self.images.items() if s >= t]
+        return pb.SearchResponse(videos=videos[: request.top_k], images=images[: request.top_k])
+
+
+def _uri(u: str) -> str:
+    return {"/w/000_a.mp4": "a.mp4", "/w/001_b.mp4": "b.mp4", "/w/002_c.mp4": "c.mp4", "/w/003_p.jpg": "p.jpg"}[u]
+
+
+def test_video_sweep_runs_a_real_search_at_every_threshold() -> None:
+    search = FakeSearch()
+    got = sweep_query(search, [0.3, 0.52, 0.6, 0.7], top_k=2, ignored=[], uri=_uri)
+    assert [(r.min_score, r.top_k) for r in search.requests] == [
+        (pytest.approx(t), 2) for t in (0.3, 0.52, 0.6, 0.7)
+    ]  # one search per threshold
+    # a.mp4's best sample (0.9) passes every threshold, but from 0.52 on it is its only one, so the
+    # search drops it: a filter of one low search's best scores would keep it; only a search at t
+    # knows the rule. top_k caps videos and photos each.
+    assert got == {
+        0.3: ["a.mp4", "b.mp4", "p.jpg"],
+        0.52: ["b.mp4", "c.mp4", "p.jpg"],
+        0.6: ["b.mp4", "p.jpg"],
+        0.7: ["p.jpg"],
+    }
+    # The ignored clip is asked for on top of top_k, then left out, and takes no one's place.
+    search.requests.clear()
+    got = sweep_query(search, [0.3], top_k=1, ignored=["a.mp4"], uri=_uri)
+    assert search.requests[0].top_k == 2 and got == {0.3: ["b.mp4", "p.jpg"]}
+    returned = sweep_query(search, [0.3, 0.52, 0.6], 10, [], _uri)
+    result = QueryResult("A", "a.jpg", False, ["a.mp4", "c.mp4"], [], {}, returned=returned)
+    low, high = measure([result], 0.3), measure([result], 0.6)
+    assert (low.found, low.false_videos_per_query, high.found, high.false_videos_per_query) == (2, 2.0, 0, 2.0)
+    assert measure([result], 0.52).found == 1  # c.mp4 only: a.mp4 lacks a second sample there
+
+
+def test_video_sweep_measures_what_each_threshold_returned() -> None:
     queries = _queries()
-    assert returned(queries[0].scores, 0.65, top_k=10) == {"a1.mp4", "b.mp4"}
-    assert returned(queries[0].scores, 0.0, top_k=1) == {"a1.mp4"}  # the best top_k only
-    low = measure(queries, 0.3, top_k=10)
+    low = measure(queries, 0.3)
     assert (low.found, low.recall, low.false_videos_per_query, low.strangers_matched) == (2, 2 / 3, 4 / 4, 1)
-    mid = measure(queries, 0.62, top_k=10)
+    mid = measure(queries, 0.62)
     assert (mid.found, mid.false_videos_per_query, mid.strangers_matched) == (1, 2 / 4, 1)
-    high = measure(queries, 0.85, top_k=10)
+    high = measure(queries, 0.85)
     assert (high.found, high.false_videos_per_query, high.strangers_matched) == (1, 0.0, 0)
-    capped = measure(queries, 0.3, top_k=1)  # A gets a1 only, B a1 (false), S b (false)
-    assert (capped.found, capped.false_videos_per_query) == (1, 2 / 4)
-    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
+    sweep = [measure(queries, t) for t in (0.3, 0.62, 0.77, 0.85)]
     assert [p.false_videos_per_query for p in sweep] == [1.0, 0.5, 0.25, 0.0]
     assert suggest(sweep) == 0.85 and suggest(sweep, max_false=0.3) == 0.77 and suggest(sweep[:2]) is None
 
 
-def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
+def test_segments_match_the_true_interval_they_overlap_most() -> None:
+    truth = [(0.7, 3.4), (7.6, 11.3)]
+    pairs, extra = match_segments(truth, [(3.0, 3.0), (3.4, 5.0), (8.0, 11.0), (9.0, 9.0)])
+    # (3.4, 5.0) starts where the first true segment ends: [start, end) does not reach it.
+    assert pairs == [((0.7, 3.4), (3.0, 3.0)), ((7.6, 11.3), (8.0, 11.0))] and extra == [(3.4, 5.0)]
+    pairs, extra = match_segments(truth, [(1.0, 3.0)])
+    assert pairs == [((0.7, 3.4), (1.0, 3.0)), ((7.6, 11.3), None)] and extra == []
+    merged, _ = match_segments(truth, [(1.0, 11.0)])  # one segment over the gap: both ends are far off
+    assert merged == [((0.7, 3.4), (1.0, 11.0)), ((7.6, 11.3), (1.0, 11.0))]
+
+
+def _video_eval() -> VideoEval:
     queries = _queries()
-    sweep = [measure(queries, t, 10) for t in (0.3, 0.62, 0.77, 0.85)]
-    result = VideoEval("m", 3, 4, 1, 3, 1, 1 / 3, 0.25, 1, 1, None, 0.77, suggest(sweep), 10, sweep, queries)
+    sweep = [measure(queries, t) for t in (0.3, 0.62, 0.77, 0.85)]
+    return VideoEval("m", 3, 4, 1, 3, 1, 1 / 3, 0.25, 1, 1, None, 0.77, suggest(sweep), 10, sweep, queries)
+
+
+def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
+    result = _video_eval()
+    sweep = result.sweep
     table = report.video_table([result])
     assert "| m | 3 | 4 (1) | 1 | 1/3 (0.33) | 0.25 | 1/1 | — | 0.77 | 0.85 (0.33) |" in table
     assert "| 0.30 | 0.67 | 2/3 | 1.00 | 1/1 |" in table and "| 0.62 |" not in table  # every 0.05 only
@@ -126,8 +220,35 @@ def test_video_report_has_the_sweep_and_a_plot(tmp_path: Path) -> None:
     details = report.video_queries_table(result)
     assert "| A | a.jpg | a1.mp4 0.900*, a2.mp4 0.600 | b.mp4 0.700 |" in details
     assert "| N (no face) |" in details and "| S (stranger) | s.jpg | — | b.mp4 0.800 |" in details
+    assert report.video_segments_table(result) == ""  # no segments in the manifest
     report.video_plot([result], tmp_path / "v.png")
     assert (tmp_path / "v.png").stat().st_size > 10_000
+    text = report.as_json([result])
+    assert json.loads(text) == json.loads(json.dumps([dataclasses.asdict(result)]))
+    assert '"0.3": ["a1.mp4", "b.mp4", "a2.mp4"]' in text  # lists of strings or numbers on one line
+
+
+def test_video_report_lists_segment_boundaries() -> None:
+    matches = [
+        SegmentMatch("q/a.jpg", "c/x.mp4", (2.3, 7.8), (3.0, 7.0), 0.7, 0.8),
+        SegmentMatch("q/a.jpg", "c/x.mp4", (9.1, 9.6), None, None, None),
+        SegmentMatch("q/a.jpg", "c/x.mp4", None, (12.0, 12.0), None, None),
+    ]
+    result = dataclasses.replace(
+        _video_eval(),
+        mean_segment_error_s=0.75,
+        mean_start_error_s=0.7,
+        mean_end_error_s=0.8,
+        max_segment_error_s=0.8,
+        segments_missed=1,
+        segments_extra=1,
+        segments=matches,
+    )
+    table = report.video_segments_table(result)
+    assert "mean error 0.75 s (start 0.70, end 0.80), max 0.80 s; 2 true segments, 1 with no returned" in table
+    assert "| a.jpg | x.mp4 | 2.30-7.80 | 3.00-7.00 | 0.70 | 0.80 |" in table
+    assert "| a.jpg | x.mp4 | 9.10-9.60 | — | — | — |" in table
+    assert "| a.jpg | x.mp4 | — (none) | 12.00-12.00 | — | — |" in table
 
 
 def test_frame_query_is_cut_from_its_clip_in_memory(tmp_path: Path) -> None:
@@ -141,6 +262,74 @@ def test_frame_query_is_cut_from_its_clip_in_memory(tmp_path: Path) -> None:
     assert abs(np.asarray(image).mean() - 100) < 4  # the frame at 2.5 s
     with pytest.raises(ValueError, match="no frame"):
         query_image({"frame": {"clip": str(clip), "at_s": 60}}, Path("/"))
+
+
+def _fake_lfw(root: Path) -> Path:
+    """LFW's layout with a made-up picture (its own seed) for every photo the synthetic set reads."""
+    for i, rel in enumerate(synth.photos_needed()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(synthetic_photo(100 + i, (150, 150))).save(root / rel, quality=95)
+    return root
+
+
+def test_synthetic_set_is_designed_as_documented() -> None:
+    lfw = Path("/lfw")
+    in_clips = {(s.person, n) for c in synth.CLIPS for s in c.shots for n in s.photos}
+    people = {person for person, _ in in_clips}
+    queried = {person for person, _ in synth.QUERIES}
+    assert not in_clips & set(synth.QUERIES)  # queries are OTHER photos of the people in clips
+    assert len(queried & people) >= 6 and len(queried - people) >= 5  # and strangers, in no clip
+    assert any(len(c.shots) >= 3 for c in synth.CLIPS)  # three people in one frame
+    assert any(not {s.person for s in c.shots} & queried for c in synth.CLIPS)  # a clip of strangers only
+    for clip in synth.CLIPS:
+        times = cfr_times(clip.duration_s, clip.fps)
+        for shot in clip.shots:  # a shot's photos follow one another with no gap
+            pieces = shot.appearances(lfw)
+            assert len({a.photo for a in pieces}) == min(len(shot.photos), len(pieces))
+            assert visible(pieces, times, clip.duration_s) == [(shot.start_s, min(shot.end_s, clip.duration_s))]
+
+
+def test_synthetic_clips_show_each_person_exactly_in_their_true_segments(tmp_path: Path) -> None:
+    lfw = _fake_lfw(tmp_path / "lfw")
+    chosen = tuple(c for c in synth.CLIPS if c.name in {"comes_back.mp4", "two_people.mp4"})
+    manifest_path = synth.build(tmp_path / "set", lfw, chosen)
+    manifest = json.loads(manifest_path.read_text())
+    truth = {(c["path"], p["name"]): p["segments"] for c in manifest["clips"] for p in c["people"]}
+    assert truth == {
+        ("two_people.mp4", "Colin_Powell"): [[1.6, 9.4]],
+        ("two_people.mp4", "Tony_Blair"): [[3.72, 11.2]],
+        ("comes_back.mp4", "Hugo_Chavez"): [[0.7, 3.4], [7.6, 11.3]],  # leaves and comes back
+        ("comes_back.mp4", "George_W_Bush"): [[9.1, 13.4]],
+        ("comes_back.mp4", "Lleyton_Hewitt"): [[4.5, 6.9]],
+    }
+    assert all((manifest_path.parent / q["photo"]).is_file() for q in manifest["queries"])
+    for clip in chosen:
+        shown: dict[str, list[tuple[Appearance, np.ndarray]]] = {}
+        for shot in clip.shots:
+            shown.setdefault(shot.person, []).extend((a, load_rgb(a.photo)) for a in shot.appearances(lfw))
+        frames = 0
+        with av.open(str(tmp_path / "set" / clip.name)) as container:
+            for frame in container.decode(video=0):
+                ms = round(frame.pts * frame.time_base * 1000)
+                rgb = frame.to_ndarray(format="rgb24")
+                for person, pieces in shown.items():
+                    # The person's photo is in the frame where the generator put it, nowhere else.
+                    on_screen = any(_pasted(rgb, a, photo, ms / 1000) for a, photo in pieces)
+                    expected = any(round(a * 1000) <= ms < round(b * 1000) for a, b in truth[(clip.name, person)])
+                    assert on_screen == expected, (clip.name, person, ms)
+                frames += 1
+        assert frames == round(clip.duration_s * clip.fps)
+
+
+def _pasted(rgb: np.ndarray, a: Appearance, photo: np.ndarray, t: float) -> bool:
+    h, w = photo.shape[:2]
+    x, y = a.corner(t, (rgb.shape[1], rgb.shape[0]), (w, h))
+    return float(np.abs(rgb[y : y + h, x : x + w].astype(np.float32) - photo).mean()) < 20
+
+
+def test_synthetic_set_needs_its_lfw_photos(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="LFW photos missing"):
+        synth.build(tmp_path / "set", tmp_path / "no-lfw")
 
 
 @pytest.mark.slow  # the shared clips
@@ -216,11 +405,11 @@ def test_eval_videos_with_a_manifest(tmp_path: Path, milvus_uri: str) -> None:
         "clips": [
             {
                 "path": "clips/clip_a.mp4",
-                "people": [{"name": BUSH, "segments": [[1, 3]]}, {"name": BLAIR, "segments": [[7, 9]]}],
+                "people": [{"name": BUSH, "segments": [[1, 4]]}, {"name": BLAIR, "segments": [[7, 10]]}],
             },
             {
                 "path": "clips/nested/deeper/clip_b.mp4",
-                "people": [{"name": POWELL, "segments": [[2, 5]]}, {"name": BUSH, "segments": [[2, 5]]}],
+                "people": [{"name": POWELL, "segments": [[2, 6]]}, {"name": BUSH, "segments": [[2, 6]]}],
             },
             {"path": "clips/no_faces.mp4", "people": []},
         ],

@@ -6,6 +6,7 @@ setting's flag falls back to the RVS_ environment variable named in --help."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,8 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=cmd_search)
 
     evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
-    evaluate.add_argument("what", choices=["images", "videos"], help="images DIR (LFW layout) or videos MANIFEST")
-    evaluate.add_argument("path", help="Person_Name/*.jpg folder, or a JSON manifest of clips and query photos")
+    evaluate.add_argument(
+        "what",
+        choices=["images", "videos", "synth"],
+        help="images DIR (LFW layout), videos MANIFEST, or synth OUT_DIR (writes clips with known times, a manifest)",
+    )
+    evaluate.add_argument(
+        "path", help="Person_Name/*.jpg folder, a JSON manifest of clips and query photos, or synth's output folder"
+    )
     evaluate.add_argument(
         "--models",
         default="dlib-resnet",
@@ -159,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--milvus-uri", default="", help="Milvus to use (default: a temporary embedded one)")
     evaluate.add_argument("--out", default="rvs-eval", help="report path without suffix (.md, .json, .png)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    evaluate.add_argument(
+        "--lfw",
+        default=os.path.join(os.environ.get("RVS_SHARED_DIR", "../shared"), "faces", "lfw", "images"),
+        help="synth: LFW's images folder (default: $RVS_SHARED_DIR/faces/lfw/images, else ../shared/...)",
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     models = sub.add_parser("models", help="list the models and their files; `models fetch [NAME]` gets them")

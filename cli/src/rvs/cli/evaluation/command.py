@@ -1,5 +1,6 @@
 """`rvs eval images DIR` / `rvs eval videos MANIFEST`: one row per model, written (.md, .json, .png) and
-printed. Without --milvus-uri a temporary embedded Milvus holds the vectors."""
+printed. Without --milvus-uri a temporary embedded Milvus holds the vectors. `rvs eval synth OUT_DIR`
+writes the synthetic clips and their manifest (rvs.cli.evaluation.synth)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def pairing(text: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("WARNING")
+    if args.what == "synth":
+        return _synth(Path(args.path), Path(args.lfw))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := [m for m in models if not _known(pairing(m))]:
         print(
@@ -68,6 +71,18 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}, {out.with_suffix('.png')}", file=sys.stderr
         )
+    return 0
+
+
+def _synth(out: Path, lfw: Path) -> int:
+    from rvs.cli.evaluation import synth
+
+    try:
+        manifest = synth.build(out, lfw)
+    except (OSError, ValueError) as exc:
+        print(f"rvs eval synth: {exc}", file=sys.stderr)
+        return 1
+    print(manifest)
     return 0
 
 
@@ -111,7 +126,9 @@ def _videos(args: argparse.Namespace, models: list[str], uri: str, work: Path, o
         for m in models
     ]
     table = report.video_table(results)
-    details = "\n\n".join(report.video_queries_table(r) for r in results)
+    details = "\n\n".join(
+        part for r in results for part in (report.video_segments_table(r), report.video_queries_table(r)) if part
+    )
     out.with_suffix(".md").write_text(table + "\n\n" + details + "\n")
     report.video_plot(results, out.with_suffix(".png"))
     return table, report.as_json(results)

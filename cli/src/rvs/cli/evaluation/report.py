@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,34 @@ def video_queries_table(r: VideoEval) -> str:
     return "\n".join(lines)
 
 
+def video_segments_table(r: VideoEval) -> str:
+    """Per true segment of a clip returned for its person at the default threshold: the returned
+    segment overlapping it most and the boundary errors; empty when the manifest has no segments."""
+    if not r.segments:
+        return ""
+
+    def s(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f}"
+
+    lines = [
+        f"{r.model}: segment boundaries at the default {r.min_score:.2f}: mean error {s(r.mean_segment_error_s)} s "
+        f"(start {s(r.mean_start_error_s)}, end {s(r.mean_end_error_s)}), max {s(r.max_segment_error_s)} s; "
+        f"{len(r.segments) - r.segments_extra} true segments, {r.segments_missed} with no returned segment, "
+        f"{r.segments_extra} returned segments outside every true one",
+        "",
+        "| query | clip | true segment (s) | returned segment (s) | start error (s) | end error (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in r.segments:
+        found = f"{m.found[0]:.2f}-{m.found[1]:.2f}" if m.found else "—"
+        truth = f"{m.truth[0]:.2f}-{m.truth[1]:.2f}" if m.truth else "— (none)"
+        lines.append(
+            f"| {Path(m.query).name} | {Path(m.clip).name} | {truth} | {found} "
+            f"| {s(m.start_error_s)} | {s(m.end_error_s)} |"
+        )
+    return "\n".join(lines)
+
+
 def video_plot(results: list[VideoEval], path: Path) -> None:
     """Recall against false videos per query over the sweep, one curve per model, thresholds marked."""
     import matplotlib
@@ -135,7 +164,10 @@ def video_plot(results: list[VideoEval], path: Path) -> None:
 
 
 def as_json(results: list[Any]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str)
+    """Indented JSON, with each list of numbers or strings on one line (the sweep's searches return
+    thousands of them)."""
+    text = json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str)
+    return re.sub(r"\[\n\s*([^\[\]{}]*?)\n\s*\]", lambda m: "[" + re.sub(r",\n\s*", ", ", m[1]) + "]", text)
 
 
 def plot(results: list[ImageEval], path: Path, defaults: dict[str, float]) -> None:
