@@ -6,31 +6,33 @@ import numpy as np
 import pytest
 
 from rvs.core.store.faces import FaceHit, face_key
-from rvs.core.tracks import LinkRules, Track, TrackedFace, link
+from rvs.core.tracks import Track, TrackedFace
 from rvs.query.grouping import Evidence, Rejections, best_per_frame, image_hits, track_segment, video_hit
 from rvs.v1 import rvs_pb2 as pb
 
 VIDEO, IMAGE = pb.MEDIA_KIND_VIDEO, pb.MEDIA_KIND_IMAGE
 EVIDENCE = Evidence(min_score=0.5, min_samples=2, strong_margin=0.1)
-RULES = LinkRules(interval_ms=1000, min_score=0.5, min_score_overlapping=0.3)
-QUERY = np.eye(4, dtype=np.float32)[0]
+QUERY = np.eye(8, dtype=np.float32)[0]
 
 
 def hit(media: str, t: int, score: float, kind: int = VIDEO, face: int = 0) -> FaceHit:
     return FaceHit(face_key(media, t, face), media, f"/m/{media}", kind, t, (1, 2, 3, 4), 0.99, "/m", score)
 
 
-def scored(score: float) -> np.ndarray:
-    """A unit vector whose similarity to QUERY is `score` (the rest along a second axis)."""
-    return np.array([score, np.sqrt(1 - score**2), 0, 0], dtype=np.float32)
+def scored(score: float, axis: int = 1) -> np.ndarray:
+    """A unit vector whose similarity to QUERY is `score`, the rest along another axis."""
+    v = np.zeros(8, dtype=np.float32)
+    v[0], v[axis] = score, np.sqrt(1 - score**2)
+    return v
 
 
-def track(scores: list[float], start_ms: int = 0, media: str = "v") -> Track:
-    faces = [
-        TrackedFace(face_key(media, start_ms + k * 1000, 0), start_ms + k * 1000, (0, 0, 10, 10), 0.9, scored(s))
-        for k, s in enumerate(scores)
-    ]
-    (one,) = link(faces, RULES)
+def track(scores: list[float], start_ms: int = 0, media: str = "v", spread: bool = False) -> Track:
+    """A track of samples 1 s apart whose faces score `scores` against QUERY; `spread`: each face's
+    difference from the query lies along its own axis (independent noise), not all along one."""
+    one = Track()
+    for k, s in enumerate(scores):
+        t = start_ms + k * 1000
+        one.add(TrackedFace(face_key(media, t, 0), t, (0, 0, 10, 10), 0.9, scored(s, 1 + k % 7 if spread else 1)))
     return one
 
 
@@ -60,10 +62,18 @@ def test_one_weak_sample_of_a_long_track_is_not_a_hit() -> None:
     assert track_segment(track([0.3, 0.52, 0.35, 0.3]), QUERY, 1000, 10_000, EVIDENCE) is None
 
 
-def test_a_track_matches_with_enough_samples_or_one_strong_one() -> None:
-    assert track_segment(track([0.3, 0.52, 0.55, 0.3]), QUERY, 1000, 10_000, EVIDENCE) is not None
-    strong = track_segment(track([0.3, 0.62, 0.3]), QUERY, 1000, 10_000, EVIDENCE)
-    assert strong is not None and strong.matching_samples == 1
+def test_a_track_is_judged_by_its_template() -> None:
+    # Every sample a little under the threshold, each off in its own way: their mean is the person.
+    steady = track([0.45, 0.47, 0.46, 0.48], spread=True)
+    segment = track_segment(steady, QUERY, 1000, 10_000, EVIDENCE)
+    assert segment is not None and segment.matching_samples == 0 and segment.track_score > 0.5
+
+
+def test_one_sample_alone_matches_only_when_strong() -> None:
+    assert track_segment(track([0.55]), QUERY, 1000, 10_000, EVIDENCE) is None
+    strong = track_segment(track([0.62]), QUERY, 1000, 10_000, EVIDENCE)
+    assert strong is not None and strong.samples == strong.matching_samples == 1
+    assert track_segment(track([0.55, 0.55]), QUERY, 1000, 10_000, EVIDENCE) is not None
 
 
 def test_a_segment_spans_the_whole_track_and_ends_one_interval_after_it() -> None:
@@ -85,7 +95,8 @@ def test_a_video_hit_lists_its_matching_tracks_in_time_order() -> None:
     found = video_hit(entry, tracks, QUERY, 1000, EVIDENCE, Rejections())
     assert found is not None
     assert [(s.start_ms, s.end_ms) for s in found.segments] == [(1000, 3000), (10_000, 12_000)]
-    assert found.best_score == pytest.approx(0.9) and found.uri == "/v.mp4" and found.duration_ms == 30_000
+    assert found.best_score == pytest.approx(0.9) and found.track_score == pytest.approx(0.9)
+    assert found.uri == "/v.mp4" and found.duration_ms == 30_000
     assert video_hit(entry, tracks[1:2], QUERY, 1000, EVIDENCE, Rejections()) is None
 
 
@@ -93,7 +104,7 @@ def test_rejected_tracks_and_what_is_closer_to_a_rejection_are_left_out() -> Non
     entry = pb.Media(media_id="v", duration_ms=30_000)
     mine, lookalike = track([0.9, 0.9], start_ms=0), track([0.6, 0.6], start_ms=5000)
     # The lookalike's faces lie along the second axis too: an example there is closer to it than the query.
-    example = np.array([0.0, 1.0, 0, 0], dtype=np.float32)
+    example = np.eye(8, dtype=np.float32)[1]
     kept = video_hit(entry, [mine, lookalike], QUERY, 1000, EVIDENCE, Rejections([example]))
     assert kept is not None and [s.track_id for s in kept.segments] == [mine.id]
     by_id = video_hit(entry, [mine, lookalike], QUERY, 1000, EVIDENCE, Rejections(track_ids=[mine.id]))

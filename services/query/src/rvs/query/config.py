@@ -27,10 +27,13 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     search_candidates: int = Field(4096, ge=1, le=16384)
     """Faces fetched from Milvus per search before grouping into photos and video segments."""
     track_min_samples: int = Field(2, ge=1)
-    """A video track matches when this many of its samples reach min_score (or its best sample is a
-    strong match): one sample of a stranger that grazes the threshold is not a hit."""
+    """A video track whose template reaches min_score matches if it has this many samples, or its best
+    sample is a strong match: one sample of a stranger that grazes the threshold is not a hit."""
     strong_match_margin: float = Field(0.1, ge=0.0, le=2.0)
-    """A single sample at least min_score + this is a match on its own (a face seen for one sample)."""
+    """A track's single sample at least min_score + this is a match on its own (a face seen once)."""
+    track_candidate_margin: float = Field(0.1, ge=0.0, le=2.0)
+    """Videos with a face down to min_score minus this are judged by their tracks: a template can
+    score above every face it averages."""
     track_link_min_score: float | None = Field(None, ge=-1.0, le=1.0)
     """Faces of consecutive samples at least this similar are one track wherever they are in the
     frame; unset uses the model's threshold."""

@@ -26,8 +26,10 @@ def best_per_frame(hits: Iterable[FaceHit]) -> list[FaceHit]:
     return list(best.values())
 
 
-def image_hits(hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media] | None = None) -> list[pb.ImageHit]:
-    """The top photos among the hits (videos' hits are left out), best first."""
+def image_hits(
+    hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media] | None = None, min_score: float = -1.0
+) -> list[pb.ImageHit]:
+    """The top photos among the hits at or above min_score (videos' hits are left out), best first."""
     catalog = catalog or {}
     images = [
         pb.ImageHit(
@@ -38,7 +40,7 @@ def image_hits(hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media]
             face_id=h.key,
         )
         for h in best_per_frame(hits)
-        if h.kind == pb.MEDIA_KIND_IMAGE
+        if h.kind == pb.MEDIA_KIND_IMAGE and h.score >= min_score
     ]
     images.sort(key=lambda i: (-i.score, i.uri))
     return images[:top_k]
@@ -46,16 +48,19 @@ def image_hits(hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media]
 
 @dataclass(frozen=True)
 class Evidence:
-    """When a track matches: its best sample reaches min_score, and so do `min_samples` of its
-    samples, or the best one alone is a strong match (at least min_score + strong_margin). A stranger
-    who grazes the threshold once in a long track is not a hit."""
+    """When a track matches: its template (the mean of its faces) reaches min_score, and the track
+    has `min_samples` samples, or its best sample alone is a strong match (at least min_score +
+    strong_margin). A stranger who grazes the threshold in one sample is not a hit, and a person
+    whose every sample is a little under it, in a long track, is."""
 
     min_score: float
     min_samples: int
     strong_margin: float
 
-    def holds(self, best: float, matching: int) -> bool:
-        return best >= self.min_score and (matching >= self.min_samples or best >= self.min_score + self.strong_margin)
+    def holds(self, track_score: float, best: float, samples: int) -> bool:
+        if track_score < self.min_score:
+            return False
+        return samples >= self.min_samples or best >= self.min_score + self.strong_margin
 
 
 class Rejections:
@@ -86,8 +91,8 @@ def track_segment(
     scores = track.vectors @ query
     best_at = int(np.argmax(scores))
     best = float(scores[best_at])
-    matching = int(np.count_nonzero(scores >= evidence.min_score))
-    if not evidence.holds(best, matching):
+    track_score = float(track.template @ query)
+    if not evidence.holds(track_score, best, len(track.faces)):
         return None
     face = track.faces[best_at]
     return pb.Segment(
@@ -97,9 +102,9 @@ def track_segment(
         best_time_ms=face.time_ms,
         best_box=_box(face.box),
         track_id=track.id,
-        track_score=min(float(track.template @ query), 1.0),
+        track_score=min(track_score, 1.0),
         samples=len(track.faces),
-        matching_samples=matching,
+        matching_samples=int(np.count_nonzero(scores >= evidence.min_score)),
         best_face_id=face.key,
     )
 
@@ -126,5 +131,6 @@ def video_hit(
         uri=entry.uri,
         duration_ms=entry.duration_ms,
         best_score=max(s.best_score for s in segments),
+        track_score=max(s.track_score for s in segments),
         segments=segments,
     )

@@ -203,7 +203,12 @@ class SearchEngine:
         rejected = self._rejections(request, store)
         check_deadline(deadline, "the search ran past its deadline")
         remaining = None if deadline is None else deadline - time.monotonic()
-        hits = store.search(vector, min_score, self.settings.search_candidates, where, remaining)
+        floor = (
+            max(-1.0, min_score - self.settings.track_candidate_margin)
+            if where.kind != pb.MEDIA_KIND_IMAGE
+            else min_score
+        )
+        hits = store.search(vector, floor, self.settings.search_candidates, where, remaining)
         catalog = self.catalog.uris(sorted({h.media_id for h in hits})) if self.catalog else {}
         # Media deleted from the catalog but not yet from the index are never shown.
         hits = [
@@ -212,7 +217,7 @@ class SearchEngine:
             if h.media_id != leave_out
             and (h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED)
         ]
-        images = image_hits(self._unrejected(hits, rejected, store), top_k, catalog)
+        images = image_hits(self._unrejected(hits, rejected, store, min_score), top_k, catalog, min_score)
         evidence = Evidence(min_score, self.settings.track_min_samples, self.settings.strong_match_margin)
         videos = self._videos(hits, vector, top_k, evidence, rejected, catalog, store, deadline)
         return pb.SearchResponse(
@@ -223,9 +228,13 @@ class SearchEngine:
             min_score=min_score,
         )
 
-    def _unrejected(self, hits: list[FaceHit], rejected: Rejections, store: FaceStore) -> list[FaceHit]:
+    def _unrejected(
+        self, hits: list[FaceHit], rejected: Rejections, store: FaceStore, min_score: float
+    ) -> list[FaceHit]:
         """Photo hits without the rejected faces and those closer to a rejected example."""
-        photos = [h for h in hits if h.kind == pb.MEDIA_KIND_IMAGE and h.key not in rejected.face_ids]
+        photos = [
+            h for h in hits if h.kind == pb.MEDIA_KIND_IMAGE and h.score >= min_score and h.key not in rejected.face_ids
+        ]
         if not rejected:
             return photos
         vectors = {f.key: f.vector for f in store.faces([h.key for h in photos])}
@@ -242,23 +251,19 @@ class SearchEngine:
         store: FaceStore,
         deadline: float | None,
     ) -> list[pb.VideoHit]:
-        """The top videos: each candidate's tracks judged whole, best candidates first, until no
-        candidate left can beat the top_k-th video found."""
-        best: dict[str, FaceHit] = {}
-        for h in hits:
-            if h.kind == pb.MEDIA_KIND_VIDEO and (h.media_id not in best or h.score > best[h.media_id].score):
-                best[h.media_id] = h
+        """The top videos: each candidate video (a face near the threshold) judged by its tracks."""
+        candidates = sorted(
+            {h.media_id: h for h in hits if h.kind == pb.MEDIA_KIND_VIDEO}.values(), key=lambda h: h.media_id
+        )
         videos: list[pb.VideoHit] = []
-        for h in sorted(best.values(), key=lambda h: (-h.score, h.media_id)):
-            if len(videos) >= top_k and h.score < videos[top_k - 1].best_score:
-                break
+        for h in candidates:
             check_deadline(deadline, "the search ran past its deadline while reading video tracks")
             entry = catalog.get(h.media_id) or pb.Media(media_id=h.media_id, uri=h.uri, kind=h.kind)
             tracks = self.tracks.get(store, h.media_id, catalog.get(h.media_id))
             hit = video_hit(entry, tracks, vector, sample_interval_ms(entry), evidence, rejected)
             if hit is not None:
                 videos.append(hit)
-                videos.sort(key=lambda v: (-v.best_score, v.uri))
+        videos.sort(key=lambda v: (-v.track_score, v.uri))
         return videos[:top_k]
 
     def _rejections(self, request: pb.SearchRequest, store: FaceStore) -> Rejections:
