@@ -104,15 +104,15 @@ def search(args: argparse.Namespace) -> int:
     if len(named) != 1:
         print("rvs search: give one of PHOTO (or a clip), --face-id, --track-id", file=sys.stderr)
         return 2
-    request = pb.SearchRequest(
-        top_k=args.top_k,
-        kinds=KIND_FILTERS[args.kinds],
-        source_prefix=args.source or "",
-        rejected_face_ids=args.reject_face,
-        rejected_track_ids=args.reject_track,
-    )
+    # What a photo search and a clip search share: the threshold, the filters and top_k.
+    options: dict[str, Any] = {
+        "top_k": args.top_k,
+        "kinds": KIND_FILTERS[args.kinds],
+        "source_prefix": args.source or "",
+    }
     if args.min_score is not None:
-        request.min_score = args.min_score
+        options["min_score"] = args.min_score
+    request = pb.SearchRequest(**options, rejected_face_ids=args.reject_face, rejected_track_ids=args.reject_track)
     if args.face is not None:
         request.face_index = args.face
     if args.face_id:
@@ -126,7 +126,8 @@ def search(args: argparse.Namespace) -> int:
             print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
             return 2
         if media_kind(args.photo) == pb.MEDIA_KIND_VIDEO:
-            return _calling("search", args, lambda rpc: _clip(rpc, _clip_request(request, data), args.json))
+            clip = pb.SearchByVideoRequest(video=data, **options)
+            return _calling("search", args, lambda rpc: _clip(rpc, clip, args.json))
         request.image = data
 
     def body(rpc: Rpc) -> None:
@@ -141,18 +142,6 @@ def search(args: argparse.Namespace) -> int:
 
 def _json(message: Message) -> str:
     return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
-
-
-def _clip_request(search: pb.SearchRequest, video: bytes) -> pb.SearchByVideoRequest:
-    request = pb.SearchByVideoRequest(
-        video=video,
-        top_k=search.top_k,
-        kinds=search.kinds,
-        source_prefix=search.source_prefix,
-    )
-    if search.HasField("min_score"):
-        request.min_score = search.min_score
-    return request
 
 
 def _clip(rpc: Rpc, request: pb.SearchByVideoRequest, as_json: bool) -> None:
