@@ -59,6 +59,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 TOKEN = "web-t0ken-for-tests"
+MAX_REJECTIONS = 2  # RVS_MAX_REJECTIONS of the instance the tests search
 
 
 def media(*parts: str) -> Path:
@@ -115,6 +116,8 @@ def web(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[W
     s = settings(
         watch, tmp_path_factory.mktemp("data"), free_port(), free_port(), milvus_uri, f"web_{int(time.time())}", port
     )
+    # Few rejections per query, so that the page meets the engine's limit.
+    s = s.model_copy(update={"query": QuerySettings(**s.query.model_dump() | {"max_rejections": MAX_REJECTIONS})})
     running = start(s, watch)
     try:
         listed = wait_done(running.stub, expected=5)
@@ -665,6 +668,17 @@ def test_not_this_person_drops_results_and_undo_brings_them_back(web: Web, page:
     expect(obama).to_have_count(0)
     expect(summary).to_contain_text("2 results rejected")
     expect(page.locator("#undo-all")).to_be_visible()
+
+    # One more than the engine takes: its error, and nothing else changes.
+    first = hamilton.locator(".segment-item").first
+    third = f"short_hamilton_clip.mp4 {first.locator('.when').inner_text()}"
+    first.get_by_role("button", name=f"Not this person: {third}", exact=True).click()
+    expect(page.locator("#query-error")).to_have_text(
+        f"{third} was not rejected: 3 rejected faces and tracks; at most {MAX_REJECTIONS} (INVALID_PARAMETER)"
+    )
+    expect(hamilton).to_be_visible()
+    expect(summary).to_contain_text("2 results rejected")
+    expect(page.locator("#rejected-list li")).to_have_count(2)
 
     page.get_by_role("button", name="Undo: obama.jpg may be this person", exact=True).click()
     expect(obama).to_be_visible()

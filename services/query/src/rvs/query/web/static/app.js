@@ -197,9 +197,8 @@ async function moreLikeThis(query) {
   $("faces").replaceChildren();
   $("faces-caption").textContent = `More like this: ${query.label}.`;
   $("query-figure").hidden = false;
-  const shown = await search();
-  if (shown) $("searched").focus(); // the button pressed is gone with the results it was in
-  return shown;
+  // The button pressed is gone with the results it was in: the keyboard goes on from what is shown.
+  if ((await search()) === "shown") $("searched").focus();
 }
 
 function options() {
@@ -236,11 +235,12 @@ function again(q) {
   return state.rejected.length ? api(path, rejectionsBody()) : api(path);
 }
 
-// Search for the current query as it now stands; true once its answer is shown. Only the latest
-// search's answer is shown, whatever order the answers come in.
+// Search for the current query as it now stands: "shown" once its answer is, "failed" (its error
+// is shown), or "superseded": only the latest search's answer or error is shown, whatever order
+// the answers come in.
 async function search() {
   const q = state.query;
-  if (!q) return false;
+  if (!q) return "failed";
   const seq = ++state.seq;
   $("query-error").textContent = "";
   $("query-status").textContent = q.queryId || q.kind === "similar"
@@ -250,12 +250,13 @@ async function search() {
       : "Looking for faces and searching…";
   try {
     const result = await answerFor(q);
-    if (seq !== state.seq) return false; // a later search is under way
+    if (seq !== state.seq) return "superseded";
     show(result);
-    return true;
+    return "shown";
   } catch (err) {
-    if (seq === state.seq) failed(err);
-    return false;
+    if (seq !== state.seq) return "superseded";
+    failed(err);
+    return "failed";
   }
 }
 
@@ -302,23 +303,32 @@ $("kinds").addEventListener("change", () => {
 
 async function reject(item) {
   if (state.rejected.some((r) => r.kind === item.kind && r.id === item.id)) return;
+  const query = state.query;
   state.rejected.push(item);
   drawRejections();
-  if (await search()) {
+  const outcome = await search();
+  if (outcome === "shown") {
     // The result is gone with its button: the keyboard goes on from its Undo.
-    const index = state.rejected.indexOf(item);
-    $("rejected-list").querySelectorAll("button.undo")[index]?.focus();
-  } else {
-    // Not applied (too many, say): the rejection is taken back, the error stays on show.
+    $("rejected-list").querySelectorAll("button.undo")[state.rejected.indexOf(item)]?.focus();
+  } else if (outcome === "failed" && state.query === query) {
+    // Not applied (too many, say): taken back, so the list matches the results on show.
     state.rejected = state.rejected.filter((r) => r !== item);
     drawRejections();
+    showError(`${item.label} was not rejected: ${$("query-error").textContent}`);
   }
 }
 
 async function undo(items) {
-  state.rejected = state.rejected.filter((r) => !items.includes(r));
+  const query = state.query;
+  const before = state.rejected;
+  state.rejected = before.filter((r) => !items.includes(r));
   drawRejections();
-  if (await search()) $("searched").focus();
+  const outcome = await search();
+  if (outcome === "shown") $("searched").focus();
+  else if (outcome === "failed" && state.query === query) {
+    state.rejected = before; // not undone: the results on show still leave them out
+    drawRejections();
+  }
 }
 
 function drawRejections() {
