@@ -711,6 +711,9 @@ def test_a_dropped_clip_shows_each_of_its_people_with_where_they_appear(web: Web
     with page.expect_response(lambda r: path_of(r.url) == "/api/clip") as answered:
         page.evaluate(DELIVER, ["drop", b64(clip.read_bytes()), "video/mp4", "query.mp4"])
     result = answered.value.json()["result"]
+    # One code path: the SearchByVideo RPC answers the same.
+    grpc_answer = web.running.stub.SearchByVideo(pb.SearchByVideoRequest(video=clip.read_bytes()), timeout=60)
+    assert json_format.ParseDict(result, pb.SearchByVideoResponse()) == grpc_answer
     tracks = result["tracks"]
     spans = [(int(t["startMs"]), int(t["endMs"])) for t in tracks]
     assert len(spans) == 2 and abs(spans[0][0]) <= 1000 and abs(spans[1][0] - 5000) <= 1000, spans
