@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 TOKEN = "web-t0ken-for-tests"
+MAX_REJECTIONS = 2  # RVS_MAX_REJECTIONS of the instance the tests search
 
 
 def media(*parts: str) -> Path:
@@ -107,16 +109,18 @@ def reason(body: bytes) -> str:
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[Web]:
     watch = tmp_path_factory.mktemp("watch")
-    for parts in (HAMILTON, D18, OBAMA):
+    for parts in (HAMILTON, D18, D19, OBAMA):
         shutil.copy(media(*parts), watch)
     (watch / "broken.mp4").write_text("not a video")
     port = free_port()
     s = settings(
         watch, tmp_path_factory.mktemp("data"), free_port(), free_port(), milvus_uri, f"web_{int(time.time())}", port
     )
+    # Few rejections per query, so that the page meets the engine's limit.
+    s = s.model_copy(update={"query": QuerySettings(**s.query.model_dump() | {"max_rejections": MAX_REJECTIONS})})
     running = start(s, watch)
     try:
-        listed = wait_done(running.stub, expected=4)
+        listed = wait_done(running.stub, expected=5)
         yield Web(running, f"http://127.0.0.1:{port}", {Path(m.uri).name: m.media_id for m in listed})
     finally:
         running.channel.close()
@@ -129,8 +133,9 @@ def search_json(web: Web, photo: Path, query: str = "") -> dict[str, Any]:
     return dict(json.loads(body))
 
 
-def near(segment: dict[str, Any], start_ms: int, end_ms: int, tol_ms: int = 1000) -> bool:
-    return abs(int(segment["startMs"]) - start_ms) <= tol_ms and abs(int(segment["endMs"]) - end_ms) <= tol_ms
+def covers(segment: dict[str, Any], start_ms: int, end_ms: int) -> bool:
+    """The segment (a track: the person followed over consecutive samples) spans start..end."""
+    return int(segment["startMs"]) <= start_ms and int(segment["endMs"]) >= end_ms
 
 
 # -- the HTTP API ---------------------------------------------------------------------------------
@@ -143,7 +148,7 @@ def test_search_answers_what_the_grpc_api_answers(web: Web) -> None:
     result = json_format.ParseDict(answer["result"], pb.SearchResponse())
     assert result == web.running.stub.Search(pb.SearchRequest(image=photo.read_bytes()), timeout=60)
     assert [Path(v.uri).name for v in result.videos] == ["short_hamilton_clip.mp4"]
-    assert any(near(s, 3000, 7000) for s in answer["result"]["videos"][0]["segments"])
+    assert any(covers(s, 3000, 7000) for s in answer["result"]["videos"][0]["segments"])  # Miranda sings
 
     # Another threshold with the faces kept from the upload: no photo sent, the same answer as gRPC's.
     status, _, body = web.get(f"/api/search/{answer['queryId']}?min_score=0.85")
@@ -244,7 +249,7 @@ def test_status_lists_every_item_with_progress(web: Web) -> None:
     status, _, body = web.get("/api/media")
     assert status == 200
     listed = {Path(m["uri"]).name: m for m in json.loads(body)["media"]}
-    assert set(listed) == {"short_hamilton_clip.mp4", "d18.mp4", "obama.jpg", "broken.mp4"}
+    assert set(listed) == {"short_hamilton_clip.mp4", "d18.mp4", "d19.jpg", "obama.jpg", "broken.mp4"}
     clip = listed["short_hamilton_clip.mp4"]
     assert (clip["state"], clip["framesEmbedded"], clip["framesExpected"]) == ("MEDIA_STATE_DONE", 10, 10)
     assert (listed["broken.mp4"]["state"], listed["broken.mp4"]["errorReason"]) == (
@@ -283,6 +288,7 @@ def secured(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secu
             "tls_cert_file": chain,
             "tls_key_file": key,
             "max_message_bytes": 256 * 1024,
+            "max_query_video_bytes": 128 * 1024,
         }
     )
     service = QueryService(settings, app.query_pipeline, app.store, app.catalog, CollectorRegistry())
@@ -309,7 +315,7 @@ def test_token_and_tls_as_the_grpc_api(web: Web, secured: Secured) -> None:
         status, _, body = fetch(base + "/api/media", headers=headers, context=client)
         assert (status, reason(body)) == (401, "UNAUTHENTICATED"), headers
     status, _, body = fetch(base + "/api/media", headers={"Authorization": f"Bearer {TOKEN}"}, context=client)
-    assert status == 200 and len(json.loads(body)["media"]) == 4
+    assert status == 200 and len(json.loads(body)["media"]) == 5
 
     login = {"content-type": "application/json"}
     refused = fetch(base + "/api/session", json.dumps({"token": "wrong"}).encode(), "POST", login, client)
@@ -372,10 +378,17 @@ def page(browser: Browser, web: Web) -> Iterator[Page]:
 
 
 def uploads(page: Page) -> list[Request]:
-    """Requests that send a photo, recorded from now on."""
+    """Requests that send a photo or a clip, recorded from now on."""
     sent: list[Request] = []
-    page.on("request", lambda r: sent.append(r) if r.method == "POST" and "/api/search" in r.url else None)
+    page.on("request", lambda r: sent.append(r) if r.method == "POST" and path_of(r.url) in UPLOADS else None)
     return sent
+
+
+UPLOADS = ("/api/search", "/api/clip")
+
+
+def path_of(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
 
 
 def screenshot(page: Page, name: str) -> Path:
@@ -403,7 +416,7 @@ def test_upload_shows_the_video_segment_and_plays_it(web: Web, page: Page) -> No
     spans = [
         (int(s.get_attribute("data-start-ms") or 0), int(s.get_attribute("data-end-ms") or 0)) for s in segments.all()
     ]
-    index = next(i for i, (a, b) in enumerate(spans) if abs(a - 3000) <= 1000 and abs(b - 7000) <= 1000)
+    index = next(i for i, (a, b) in enumerate(spans) if a <= 3000 and b >= 7000)
     start_ms, _ = spans[index]
     segment, timeline = segments.nth(index), card.locator(".timeline")
     bar, track = segment.bounding_box(), timeline.bounding_box()
@@ -477,42 +490,317 @@ def test_picking_another_face_of_the_query_photo(web: Web, page: Page, tmp_path:
     screenshot(page, "faces.png")
 
 
+# A file dropped on the page or pasted into it, as the browser delivers it.
+DELIVER = """([how, b64, type, name]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, { type }));
+    const event = how === "drop"
+        ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+        : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+    document.getElementById("drop").dispatchEvent(event);
+}"""
+DASH = " \u2013 "  # between the times of a span, as the page writes it
+LOADED = "(img) => img.complete && img.naturalWidth > 0"
+# The video's position once it is playing where it was sent.
+PLAYING = """(id) => {
+    const v = document.querySelector(`.video[data-media-id="${id}"] video`);
+    return v && v.readyState >= 2 && !v.seeking && v.currentTime > 0 && v.currentTime;
+}"""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def clock(ms: int | str) -> str:
+    """A time as the page writes it: 0:05.0."""
+    s = int(ms) / 1000
+    m = int(s // 60)
+    return f"{m}:{s - m * 60:04.1f}"
+
+
+def boxed(jpeg: bytes, box: dict[str, float], scale: float) -> bool:
+    """The picture has the face box drawn in the highlight colour (255, 204, 0, give or take JPEG's
+    blur) on the left side of `box`: pixels of the original, `scale` of them to one of the picture."""
+    picture = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    x = round(float(box["x1"]) / scale)
+    y = round((float(box["y1"]) + float(box["y2"])) / 2 / scale)
+    pixels = [picture.getpixel((x + dx, y)) for dx in (-1, 0, 1)]
+    return any(r > 200 and 150 < g < 230 and b < 130 for r, g, b in pixels)
+
+
 def test_drop_and_paste_a_photo(web: Web, page: Page) -> None:
     from playwright.sync_api import expect
 
-    deliver = """([how, b64, type]) => {
-        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-        const data = new DataTransfer();
-        data.items.add(new File([bytes], "query", { type }));
-        const event = how === "drop"
-            ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
-            : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
-        document.getElementById("drop").dispatchEvent(event);
-    }"""
-    d19 = base64.b64encode(media(*D19).read_bytes()).decode()
-    page.evaluate(deliver, ["drop", d19, "image/jpeg"])
+    page.evaluate(DELIVER, ["drop", b64(media(*D19).read_bytes()), "image/jpeg", "query"])
     expect(page.locator(f'.video[data-media-id="{web.ids["d18.mp4"]}"]')).to_be_visible()
 
-    obama2 = base64.b64encode(media(*OBAMA2).read_bytes()).decode()
-    page.evaluate(deliver, ["paste", obama2, "image/jpeg"])
+    page.evaluate(DELIVER, ["paste", b64(media(*OBAMA2).read_bytes()), "image/jpeg", "query"])
     photo = page.locator(f'.photo[data-media-id="{web.ids["obama.jpg"]}"] img')
     expect(photo).to_be_visible()
     expect(page.locator(".video")).to_have_count(0)
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=photo.element_handle())
 
 
+def lower_threshold(page: Page, value: str) -> dict[str, Any]:
+    """Move the threshold; the answer of the search it makes."""
+    with page.expect_response(lambda r: "/api/search/" in r.url or "/api/clip/" in r.url) as answered:
+        page.locator("#threshold").fill(value)
+    return dict(answered.value.json()["result"])
+
+
+def test_each_segment_shows_its_best_frame_boxed_and_plays_its_track(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    hamilton = web.ids["short_hamilton_clip.mp4"]
+    page.set_input_files("#file", str(media(*MIRANDA)))
+    expect(page.locator(".video")).to_have_count(1)
+    result = lower_threshold(page, "0.85")  # two tracks in the clip now
+    (video,) = [v for v in result["videos"] if v["mediaId"] == hamilton]
+    segments = video["segments"]
+    assert len(segments) >= 2, segments
+    card = page.locator(f'.video[data-media-id="{hamilton}"]')
+    items = card.locator(".segment-item")
+    expect(items).to_have_count(len(segments))
+    for item, seg in zip(items.all(), segments, strict=True):
+        assert item.get_attribute("data-track-id") == seg["trackId"]
+        expect(item.locator(".when")).to_have_text(f"{clock(seg['startMs'])}{DASH}{clock(seg['endMs'])}")
+        img = item.locator("button.thumb img")
+        expect(img).to_have_attribute("alt", f"Best frame at {clock(seg['bestTimeMs'])}, the face boxed")
+        page.wait_for_function(LOADED, arg=img.element_handle())
+        # The picture shown is the segment's best frame, with its face boxed.
+        src = str(img.evaluate("(img) => img.currentSrc"))
+        assert urllib.parse.parse_qs(urllib.parse.urlsplit(src).query)["t_ms"] == [seg["bestTimeMs"]]
+        status, _, jpeg = fetch(src)
+        assert status == 200 and boxed(jpeg, seg["bestBox"], scale=2), src  # 640x360 in 320
+
+    # The later track plays from its own start, not from the video's.
+    later = max(range(len(segments)), key=lambda i: int(segments[i]["startMs"]))
+    start_s, end_s = int(segments[later]["startMs"]) / 1000, int(segments[later]["endMs"]) / 1000
+    assert start_s > 5
+    items.nth(later).get_by_role(
+        "button", name=f"Play short_hamilton_clip.mp4 from {clock(segments[later]['startMs'])}"
+    ).click()
+    expect(card.locator(".timeline .segment").nth(later)).to_have_class(re.compile(r"\bactive\b"))
+    position = page.wait_for_function(PLAYING, arg=hamilton).json_value()
+    assert start_s - 0.05 <= position <= end_s + 0.5, position
+    screenshot(page, "segments.png")
+
+
+def test_more_like_this_searches_with_a_face_or_a_track_of_the_index(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    sent = uploads(page)
+    page.set_input_files("#file", str(media(*MIRANDA)))
+    expect(page.locator(".video")).to_have_count(1)
+    lower_threshold(page, "0.85")  # the man of d18.mp4 scores 0.87 against Miranda
+    hamilton, d18 = (
+        page.locator(f'.video[data-media-id="{web.ids[n]}"]') for n in ("short_hamilton_clip.mp4", "d18.mp4")
+    )
+    d19 = page.locator(f'.photo[data-media-id="{web.ids["d19.jpg"]}"]')
+    obama = page.locator(f'.photo[data-media-id="{web.ids["obama.jpg"]}"]')
+    expect(d18).to_be_visible()
+    expect(page.locator("#searched")).to_have_text("Searched with face 1 of 2 in lin-manuel-miranda.png.")
+
+    # A video segment: its track.
+    item = d18.locator(".segment-item").first
+    track_id, label = item.get_attribute("data-track-id"), f"d18.mp4 {item.locator('.when').inner_text()}"
+    with page.expect_request(lambda r: path_of(r.url) == "/api/similar") as asked:
+        item.get_by_role("button", name=f"More like this: {label}", exact=True).click()
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(asked.value.url).query)["track_id"] == [track_id]
+    expect(page.locator("#searched")).to_have_text(f"Searched with the person in {label} (more like this).")
+    expect(page.locator("#query-img")).to_have_attribute("alt", f"The face searched with: {label}")
+    expect(page.locator("#threshold-value")).to_have_text("0.92")  # a new query: the model's threshold
+    expect(hamilton).to_have_count(0)  # Miranda is not the man of d18.mp4
+    expect(d18).to_be_visible()
+    expect(d19).to_be_visible()  # the same man, in a photo
+    expect(obama).to_have_count(0)
+
+    # A photo: its face.
+    face_id = d19.get_attribute("data-face-id")
+    with page.expect_request(lambda r: path_of(r.url) == "/api/similar") as asked:
+        d19.get_by_role("button", name="More like this: d19.jpg", exact=True).click()
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(asked.value.url).query)["face_id"] == [face_id]
+    expect(page.locator("#searched")).to_have_text("Searched with the face in d19.jpg (more like this).")
+    expect(d19.locator(".score")).to_have_text("1.000")  # the very face
+    expect(d18).to_be_visible()
+    expect(hamilton).to_have_count(0)
+    page.wait_for_function(LOADED, arg=page.locator("#query-img").element_handle())
+    assert len(sent) == 1  # nothing uploaded but the first photo
+    screenshot(page, "more-like-this.png")
+
+
+def test_not_this_person_drops_results_and_undo_brings_them_back(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    sent = uploads(page)
+    page.set_input_files("#file", str(media(*MIRANDA)))
+    expect(page.locator(".video")).to_have_count(1)
+    lower_threshold(page, "0.85")
+    hamilton, d18 = (
+        page.locator(f'.video[data-media-id="{web.ids[n]}"]') for n in ("short_hamilton_clip.mp4", "d18.mp4")
+    )
+    d19, obama = (page.locator(f'.photo[data-media-id="{web.ids[n]}"]') for n in ("d19.jpg", "obama.jpg"))
+    for shown in (hamilton, d18, d19, obama):
+        expect(shown).to_be_visible()
+    summary = page.locator("#rejections-summary")
+
+    item = d18.locator(".segment-item").first
+    track_id, label = item.get_attribute("data-track-id"), f"d18.mp4 {item.locator('.when').inner_text()}"
+    with page.expect_request(lambda r: r.method == "POST" and "/api/search/" in r.url) as asked:
+        item.get_by_role("button", name=f"Not this person: {label}", exact=True).click()
+    assert json.loads(asked.value.post_data or "") == {"rejectedFaceIds": [], "rejectedTrackIds": [track_id]}
+    expect(d18).to_have_count(0)
+    expect(d19).to_have_count(0)  # the same man: more like the rejected track than like Miranda
+    expect(hamilton).to_be_visible()
+    expect(obama).to_be_visible()
+    expect(summary).to_contain_text("Not this person: 1 result rejected")
+    expect(page.locator("#rejected-list li")).to_have_text([f"{label}Undo"])
+    expect(page.get_by_role("button", name=f"Undo: {label} may be this person", exact=True)).to_be_focused()
+
+    # Searching again (another threshold) keeps the query's rejections.
+    lower_threshold(page, "0.84")
+    expect(d18).to_have_count(0)
+    expect(hamilton).to_be_visible()
+
+    obama.get_by_role("button", name="Not this person: obama.jpg", exact=True).click()
+    expect(obama).to_have_count(0)
+    expect(summary).to_contain_text("2 results rejected")
+    expect(page.locator("#undo-all")).to_be_visible()
+
+    # One more than the engine takes: its error, and nothing else changes.
+    first = hamilton.locator(".segment-item").first
+    third = f"short_hamilton_clip.mp4 {first.locator('.when').inner_text()}"
+    first.get_by_role("button", name=f"Not this person: {third}", exact=True).click()
+    expect(page.locator("#query-error")).to_have_text(
+        f"{third} was not rejected: 3 rejected faces and tracks; at most {MAX_REJECTIONS} (INVALID_PARAMETER)"
+    )
+    expect(hamilton).to_be_visible()
+    expect(summary).to_contain_text("2 results rejected")
+    expect(page.locator("#rejected-list li")).to_have_count(2)
+
+    page.get_by_role("button", name="Undo: obama.jpg may be this person", exact=True).click()
+    expect(obama).to_be_visible()
+    expect(d18).to_have_count(0)
+    expect(summary).to_contain_text("1 result rejected")
+    page.get_by_role("button", name=f"Undo: {label} may be this person", exact=True).click()
+    expect(d18).to_be_visible()
+    expect(d19).to_be_visible()
+    expect(page.locator("#rejections")).to_be_hidden()
+    assert len(sent) == 1
+    screenshot(page, "not-this-person.png")
+
+
+def query_clip(path: Path) -> Path:
+    """A 10 s clip on a real background: Lin-Manuel Miranda from 0 to 4 s, then the man of d18.mp4
+    from 5 to 9 s (the photos pasted in, as tests/corpus.py makes its clips)."""
+    from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
+
+    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (640, 360))
+    photos = {media(*MIRANDA): load_rgb(media(*MIRANDA), (322, 280)), media(*D19): load_rgb(media(*D19), (280, 280))}
+    shown = [Appearance(media(*MIRANDA), 0, 4, x=20, y=40), Appearance(media(*D19), 5, 9, x=340, y=40)]
+    return write_video(path, scene(background, shown, photos), cfr_times(10, 25), gop=25)
+
+
+def test_a_dropped_clip_shows_each_of_its_people_with_where_they_appear(web: Web, page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    clip = query_clip(tmp_path / "query.mp4")
+    sent = uploads(page)
+    with page.expect_response(lambda r: path_of(r.url) == "/api/clip") as answered:
+        page.evaluate(DELIVER, ["drop", b64(clip.read_bytes()), "video/mp4", "query.mp4"])
+    result = answered.value.json()["result"]
+    # One code path: the SearchByVideo RPC answers the same.
+    grpc_answer = web.running.stub.SearchByVideo(pb.SearchByVideoRequest(video=clip.read_bytes()), timeout=60)
+    assert json_format.ParseDict(result, pb.SearchByVideoResponse()) == grpc_answer
+    tracks = result["tracks"]
+    spans = [(int(t["startMs"]), int(t["endMs"])) for t in tracks]
+    assert len(spans) == 2 and abs(spans[0][0]) <= 1000 and abs(spans[1][0] - 5000) <= 1000, spans
+    people = page.locator("#people .person")
+    expect(people).to_have_count(2)
+    expect(page.locator("#searched")).to_have_text(
+        f"Searched with the clip query.mp4 ({clock(result['durationMs'])}, {result['samples']} samples): 2 people."
+    )
+    for i, (person, track) in enumerate(zip(people.all(), tracks, strict=True)):
+        caption = f"Person {i + 1} · {clock(track['startMs'])}{DASH}{clock(track['endMs'])} in the clip"
+        expect(person.locator("figcaption")).to_contain_text(caption)
+        img = person.locator(".person-frame img")
+        expect(img).to_have_attribute(
+            "alt", f"Person {i + 1} in the clip at {clock(track['bestTimeMs'])}, the face boxed"
+        )
+        page.wait_for_function(LOADED, arg=img.element_handle())
+        status, _, jpeg = fetch(str(img.evaluate("(img) => img.currentSrc")))
+        assert status == 200 and boxed(jpeg, track["bestBox"], scale=2)  # the query clip's own frame
+
+    miranda, man = people.nth(0), people.nth(1)
+    expect(miranda.locator(f'.video[data-media-id="{web.ids["short_hamilton_clip.mp4"]}"]')).to_be_visible()
+    expect(miranda.locator(".video, .photo")).to_have_count(1)
+    expect(man.locator(f'.video[data-media-id="{web.ids["d18.mp4"]}"]')).to_be_visible()
+    expect(man.locator(f'.photo[data-media-id="{web.ids["d19.jpg"]}"]')).to_be_visible()
+    expect(man.locator(".video, .photo")).to_have_count(2)
+    expect(page.locator("#summary")).to_have_text(
+        "2 people in the clip; 2 of them found in the index at a score of 0.92 or more."
+    )
+
+    # The threshold searches the people kept from the upload again: the clip is not sent again.
+    again = lower_threshold(page, "0.99")  # Hamilton scores 0.98; the man's photo 0.99 and more
+    assert [t["answer"]["matched"] for t in again["tracks"]] == [False, True]
+    expect(miranda.locator(".no-match")).to_have_text("No match: nobody in the index scores 0.99 or more.")
+    expect(man.locator(f'.photo[data-media-id="{web.ids["d19.jpg"]}"]')).to_be_visible()
+    assert len(sent) == 1
+    screenshot(page, "clip.png")
+
+
+def test_a_clip_too_large_or_undecodable_is_refused_clearly(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    error = page.locator("#query-error")
+    sent = uploads(page)
+    page.evaluate(DELIVER, ["drop", b64(b"not a video at all"), "video/mp4", "broken.mp4"])
+    expect(error).to_contain_text("cannot read the query clip:")
+    expect(error).to_contain_text("(DECODE_ERROR)")
+    expect(page.locator("#people .person")).to_have_count(0)
+    assert len(sent) == 1
+
+    # Over RVS_MAX_QUERY_VIDEO_BYTES: the page says so without sending it...
+    limit = web.running.app.query.settings.max_query_video_bytes  # type: ignore[union-attr]
+    too_large = """([size, name]) => {
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(size)], name, { type: "video/mp4" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true }));
+    }"""
+    page.evaluate(too_large, [limit + 1, "long.mp4"])
+    expect(error).to_have_text(
+        f"long.mp4 is {limit + 1} bytes; the largest clip accepted is {limit} bytes (RVS_MAX_QUERY_VIDEO_BYTES): "
+        "nothing was sent. (VIDEO_TOO_LARGE)"
+    )
+    assert len(sent) == 1
+    # ...and a page that could not ask for the limits is answered so by the server.
+    page.route("**/api/limits", lambda route: route.abort())
+    page.reload()
+    expect(page.locator("#status-list .item")).to_have_count(5)
+    with page.expect_response(lambda r: path_of(r.url) == "/api/clip") as answered:
+        page.evaluate(too_large, [limit + 1, "long.mp4"])
+    assert answered.value.status == 413
+    expect(error).to_have_text(
+        f"the clip is {limit + 1} bytes or more; the largest accepted is {limit} (RVS_MAX_QUERY_VIDEO_BYTES) "
+        "(VIDEO_TOO_LARGE)"
+    )
+
+
 def test_status_list_shows_every_item(web: Web, page: Page) -> None:
     from playwright.sync_api import expect
 
     items = page.locator("#status-list .item")
-    expect(items).to_have_count(4)
+    expect(items).to_have_count(5)
     clip = page.locator(f'#status-list .item[data-media-id="{web.ids["short_hamilton_clip.mp4"]}"]')
     expect(clip.locator(".badge")).to_have_text("done")
     expect(clip).to_contain_text("10/10 frames")
     broken = page.locator(f'#status-list .item[data-media-id="{web.ids["broken.mp4"]}"]')
     expect(broken.locator(".badge")).to_have_text("failed")
     expect(broken).to_contain_text("DECODE_ERROR")
-    expect(page.locator("#status-summary")).to_have_text("3 done, 1 failed")
+    expect(page.locator("#status-summary")).to_have_text("4 done, 1 failed")
 
 
 def test_login_form_then_search_over_https(web: Web, secured: Secured, browser: Browser) -> None:
@@ -531,7 +819,7 @@ def test_login_form_then_search_over_https(web: Web, secured: Secured, browser: 
         page.fill("#token", TOKEN)
         page.click("#login-form button")
         expect(page.locator("#login")).to_be_hidden()
-        expect(page.locator("#status-list .item")).to_have_count(4)
+        expect(page.locator("#status-list .item")).to_have_count(5)
         expect(page.locator("#logout")).to_be_visible()
         (cookie,) = context.cookies()
         assert (cookie["name"], cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (

@@ -251,6 +251,10 @@ def test_cross_origin_calls_are_refused(serve: Serve) -> None:
     costly = [
         ("POST", "/api/search", 400, "EMPTY_IMAGE"),  # reached the engine: an empty photo
         ("GET", "/api/search/some-query", 404, "QUERY_EXPIRED"),
+        ("POST", "/api/search/some-query", 404, "QUERY_EXPIRED"),
+        ("POST", "/api/similar", 400, "INVALID_PARAMETER"),  # reached the handler: no face or track named
+        ("POST", "/api/clip", 400, "EMPTY_VIDEO"),
+        ("GET", "/api/clip/some-query", 404, "QUERY_EXPIRED"),
         ("GET", f"/api/media/{media_id}/frame", 200, ""),
         ("POST", "/api/session", 204, ""),  # no token set: nothing to log in to
         ("DELETE", "/api/session", 204, ""),
@@ -270,6 +274,90 @@ def test_cross_origin_calls_are_refused(serve: Serve) -> None:
         for headers in ({}, {"Origin": own, "Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}):
             got, _, body = served.request(method, path, headers)
             assert got == status and (not expected or reason(body) == expected), (method, path, headers, body)
+
+
+# -- clips, "more like this" and rejections: sizes and checks -------------------------------------
+
+
+def test_a_clip_up_to_its_limit_is_read_and_not_a_byte_more(serve: Serve) -> None:
+    """A query clip may be max_query_video_bytes, not max_message_bytes; a photo keeps its limit."""
+    limit = 64 * 1024
+    served = serve(max_query_video_bytes=limit, max_message_bytes=256 * 1024)
+    # Exactly the limit: read and decoded (garbage, hence DECODE_ERROR), not refused for its size.
+    status, _, body = served.request("POST", "/api/clip", body=b"\0" * limit)
+    assert (status, reason(body)) == (400, "DECODE_ERROR"), body
+    status, _, body = served.request("POST", "/api/clip", body=b"\0" * (limit + 1))
+    assert (status, reason(body)) == (413, "VIDEO_TOO_LARGE")
+    message = json.loads(body)["error"]["message"]
+    assert (
+        message == f"the clip is {limit + 1} bytes or more; the largest accepted is {limit} (RVS_MAX_QUERY_VIDEO_BYTES)"
+    )
+    status, _, body = served.request("POST", "/api/clip", body=b"")
+    assert (status, reason(body)) == (400, "EMPTY_VIDEO")
+
+    # Streamed without a length: cut off as it is read.
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("POST", "/api/clip", body=iter([b"x" * 40_000, b"x" * 40_000]), encode_chunked=True)
+    response = conn.getresponse()
+    assert (response.status, reason(response.read())) == (413, "VIDEO_TOO_LARGE")
+    conn.close()
+
+    # A photo over the clip's limit but within max_message_bytes is read.
+    status, _, body = served.request("POST", "/api/search", body=b"\0" * (limit * 2))
+    assert (status, reason(body)) == (400, "DECODE_ERROR")
+    status, _, body = served.request("POST", "/api/search", body=b"\0" * (256 * 1024 + 1))
+    assert (status, reason(body)) == (413, "REQUEST_TOO_LARGE")
+
+    status, _, body = served.request("GET", "/api/limits")
+    assert status == 200
+    assert json.loads(body) == {
+        "maxMessageBytes": 256 * 1024,
+        "maxQueryVideoBytes": limit,
+        "maxQueryVideoS": 300.0,
+        "maxRejections": 256,
+    }
+
+
+def test_more_like_this_and_rejections_are_checked_before_any_search(serve: Serve) -> None:
+    """Bad ids, bad bodies and too many rejections are refused with the engine's limits, before the
+    index (not reachable here) is asked."""
+    served = serve(max_rejections=2)
+    face = "a" * 64 + ":1000:0"
+    json_body = {"Content-Type": "application/json"}
+
+    def post(path: str, data: object = None, raw: bytes | None = None) -> tuple[int, str, str]:
+        body = raw if raw is not None else (b"" if data is None else json.dumps(data).encode())
+        status, _, answer = served.request("POST", path, json_body, body)
+        return status, reason(answer), json.loads(answer)["error"]["message"]
+
+    for query in ("", f"?face_id={face}&track_id={face}"):
+        assert post(f"/api/similar{query}")[:2] == (400, "INVALID_PARAMETER"), query
+    status, why, message = post("/api/similar?face_id=nonsense")
+    assert (status, why) == (400, "INVALID_PARAMETER") and "'nonsense' is not a face or track id" in message
+    status, why, message = post(
+        f"/api/similar?track_id={face}", {"rejectedFaceIds": [face, face], "rejectedTrackIds": [face]}
+    )
+    assert (status, why, message) == (400, "INVALID_PARAMETER", "3 rejected faces and tracks; at most 2")
+    for bad in (
+        b"not json",
+        b"[]",
+        b'{"rejectedFaceIds": "x"}',
+        b'{"rejectedFaceIds": [1]}',
+        b'{"other": []}',
+        b"\xff",
+    ):
+        status, why, message = post(f"/api/similar?face_id={face}", raw=bad)
+        assert (status, why) == (400, "INVALID_PARAMETER") and "rejectedFaceIds" in message, bad
+    status, why, _ = post(f"/api/similar?face_id={face}", {"rejectedTrackIds": ["not-an-id"]})
+    assert (status, why) == (400, "INVALID_PARAMETER")
+    # A body of rejections larger than max_rejections ids could be is not read.
+    status, why, _ = post(f"/api/similar?face_id={face}", {"rejectedFaceIds": [face] * 100})
+    assert (status, why) == (413, "REQUEST_TOO_LARGE")
+
+    assert post("/api/search/gone", {"rejectedFaceIds": [face]})[:2] == (404, "QUERY_EXPIRED")
+    assert post("/api/clip/gone", {"rejectedFaceIds": [face]})[:2] == (404, "QUERY_EXPIRED")
+    status, _, body = served.request("GET", "/api/clip/gone/frames/0")
+    assert (status, reason(body)) == (404, "QUERY_EXPIRED")
 
 
 # -- 13: sessions -----------------------------------------------------------------------------------

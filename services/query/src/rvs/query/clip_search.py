@@ -12,16 +12,18 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from google.rpc import code_pb2
 
 from rvs.core.api_errors import Reason
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.media.errors import MediaError
 from rvs.core.media.video import Sample, VideoSampler
+from rvs.core.store.faces import FaceStore
 from rvs.core.tracks import Track, TrackedFace, link
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
-from rvs.query.search import InvalidQuery, NoFace, SearchEngine, check_deadline, describe_error
+from rvs.query.search import InvalidQuery, ModelChanged, NoFace, SearchEngine, check_deadline, describe_error
 from rvs.v1 import rvs_pb2 as pb
 
 MAX_TRACKS = 64  # the most a request may ask for
@@ -71,6 +73,27 @@ def search_request(request: pb.SearchByVideoRequest) -> pb.SearchRequest:
     return search
 
 
+@dataclass(frozen=True)
+class QueryPerson:
+    """One answered track of a query clip: where it is in the clip, and the vector it is searched with."""
+
+    where: pb.QueryTrack  # start, end, samples, best time and box; no answer
+    template: np.ndarray
+
+
+@dataclass(frozen=True)
+class AnalysedClip:
+    """A query clip's tracks, ready to be searched, and searched again with other options (the
+    search page keeps them, so a new threshold does not sample the clip again)."""
+
+    people: list[QueryPerson]  # the tracks answered (max_tracks), longest first
+    duration_ms: int
+    samples: int
+    tracks_found: int
+    leave_out: str  # the clip's media id: the clip itself is not an answer, should it be indexed
+    pipeline: FacePipeline  # the model whose vectors these are
+
+
 class ClipSearch:
     def __init__(self, settings: QuerySettings, engine: SearchEngine) -> None:
         self.settings = settings
@@ -79,30 +102,61 @@ class ClipSearch:
     def search(self, request: pb.SearchByVideoRequest, deadline: float | None = None) -> pb.SearchByVideoResponse:
         search = search_request(request)
         self.engine.check(search)  # cheap checks before the costly sampling
-        max_tracks = request.max_tracks or self.settings.max_query_tracks
+        max_tracks = self.max_tracks(request.max_tracks)
+        active = self.engine.active
+        clip = self.analyse(request.video, max_tracks, deadline, active[0])
+        return self.answer(clip, search, deadline, active)
+
+    def max_tracks(self, asked: int) -> int:
+        """The tracks to answer when a request asks for `asked` (0: the server default)."""
+        max_tracks = asked or self.settings.max_query_tracks
         if max_tracks > MAX_TRACKS:
             raise InvalidQuery(f"max_tracks is {max_tracks}; the largest allowed is {MAX_TRACKS}")
-        active = self.engine.active
-        clip = self.tracks(request.video, active[0], deadline)
-        leave_out = hashlib.sha256(request.video).hexdigest()  # the clip itself, if it is indexed
+        return max_tracks
+
+    def analyse(
+        self, video: bytes, max_tracks: int, deadline: float | None = None, pipeline: FacePipeline | None = None
+    ) -> AnalysedClip:
+        """The clip's `max_tracks` longest tracks, with the model searches use (or `pipeline`)."""
+        pipeline = pipeline or self.engine.active[0]
+        clip = self.tracks(video, pipeline, deadline)
+        people = []
+        for track in clip.tracks[:max_tracks]:
+            best = track.best_detection()
+            where = pb.QueryTrack(
+                start_ms=track.start_ms,
+                end_ms=track.end_ms(clip.interval_ms, clip.duration_ms),
+                samples=len(track.faces),
+                best_time_ms=best.time_ms,
+                best_box=pb.Box(x1=best.box[0], y1=best.box[1], x2=best.box[2], y2=best.box[3]),
+            )
+            people.append(QueryPerson(where, track.template))
+        leave_out = hashlib.sha256(video).hexdigest()
+        return AnalysedClip(people, clip.duration_ms, clip.samples, len(clip.tracks), leave_out, pipeline)
+
+    def answer(
+        self,
+        clip: AnalysedClip,
+        search: pb.SearchRequest,
+        deadline: float | None = None,
+        active: tuple[FacePipeline, FaceStore] | None = None,
+    ) -> pb.SearchByVideoResponse:
+        """Each of the clip's people searched under `search` (threshold, filters, rejections)."""
+        pipeline, store = active or self.engine.active
+        if pipeline is not clip.pipeline:
+            raise ModelChanged("the index switched models since this clip was analysed: send it again")
         response = pb.SearchByVideoResponse(
             duration_ms=clip.duration_ms,
             samples=clip.samples,
-            tracks_found=len(clip.tracks),
-            model=active[0].model_name,
-            min_score=self.engine.check(search, active[0])[1],
+            tracks_found=clip.tracks_found,
+            model=pipeline.model_name,
+            min_score=self.engine.check(search, pipeline)[1],
         )
-        for track in clip.tracks[:max_tracks]:
-            best = track.best_detection()
-            response.tracks.append(
-                pb.QueryTrack(
-                    start_ms=track.start_ms,
-                    end_ms=track.end_ms(clip.interval_ms, clip.duration_ms),
-                    samples=len(track.faces),
-                    best_time_ms=best.time_ms,
-                    best_box=pb.Box(x1=best.box[0], y1=best.box[1], x2=best.box[2], y2=best.box[3]),
-                    answer=self.engine.answer(track.template, search, deadline, leave_out, active),
-                )
+        for person in clip.people:
+            track = response.tracks.add()
+            track.CopyFrom(person.where)
+            track.answer.CopyFrom(
+                self.engine.answer(person.template, search, deadline, clip.leave_out, (pipeline, store))
             )
         return response
 

@@ -24,9 +24,14 @@ from rvs.query.web.login import Login
 log = logging.getLogger(__name__)
 
 # GETs that cost work (a search, decoding, hashing): like every other method, same origin only.
-COSTLY_GETS = {"/api/search/{query_id}", "/api/media/{media_id}/frame", "/api/media/{media_id}/file"}
+COSTLY_GETS = {
+    "/api/search/{query_id}",
+    "/api/clip/{query_id}",
+    "/api/media/{media_id}/frame",
+    "/api/media/{media_id}/file",
+}
 # Answers that set their own caching (original files and frames never change); the others are not cached.
-CACHED = {"/api/media/{media_id}/frame", "/api/media/{media_id}/file"}
+CACHED = {"/api/media/{media_id}/frame", "/api/media/{media_id}/file", "/api/clip/{query_id}/frames/{index}"}
 ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
 SECURITY_HEADERS = {

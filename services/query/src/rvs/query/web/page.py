@@ -2,9 +2,10 @@
 
 Search runs through the SearchEngine the gRPC API uses; errors carry the same ErrorInfo reasons, in
 Google's JSON error format (errors.py); answers are the proto messages in their canonical JSON
-mapping. The query photo is analysed once: its faces are kept under a query id (queries.py), so
-changing the threshold or the face searches again without sending the photo again. Around it all,
-the Guard (guard.py): host, origin, credentials (login.py), security headers and metrics.
+mapping. The query photo or clip is analysed once: its faces (a clip's people) are kept under a
+query id (queries.py), so changing the threshold, the face or the rejections searches again without
+sending it again. "More like this" searches with a face or track of the index (no upload). Around it
+all, the Guard (guard.py): host, origin, credentials (login.py), security headers and metrics.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.types import Face
 from rvs.core.media.errors import MediaError
+from rvs.query.clip_search import MAX_TRACKS, ClipSearch, describe_clip_error
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
 from rvs.query.media import media_id_problem, media_page
@@ -41,20 +43,34 @@ from rvs.query.web.errors import ApiError, on_api_error
 from rvs.query.web.files import MediaFiles
 from rvs.query.web.guard import Guard
 from rvs.query.web.login import Login
-from rvs.query.web.parsing import box_param, int_param, read_body, search_request
-from rvs.query.web.queries import RecentQueries
-from rvs.query.web.stills import NoFrame, StillCache, StillKey, render
+from rvs.query.web.parsing import (
+    add_rejections,
+    box_param,
+    clip_too_large,
+    int_param,
+    read_body,
+    rejections_limit,
+    search_request,
+    similar_request,
+)
+from rvs.query.web.queries import KEPT_CLIPS, KeptClip, RecentQueries
+from rvs.query.web.stills import Box, NoFrame, StillCache, StillKey, clip_frames, render
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+CLIP_FRAME_SIDE = 320  # the best frame of each person of a query clip, made once and kept with the query
 
 T = TypeVar("T")
 
 
 def proto_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def box_of(box: pb.Box) -> Box:
+    return round(box.x1), round(box.y1), round(box.x2), round(box.y2)
 
 
 class SearchPage:
@@ -74,7 +90,9 @@ class SearchPage:
         self.metrics = metrics
         self.stills = StillCache(settings.web_cache_bytes)
         self.files = MediaFiles(settings.web_media_dirs)
-        self.queries = RecentQueries()
+        self.queries: RecentQueries[list[Face]] = RecentQueries()
+        self.clip_search = ClipSearch(settings, engine)
+        self.clips: RecentQueries[KeptClip] = RecentQueries(KEPT_CLIPS)
         self.login = Login(settings, tls)
         self._limiter: anyio.CapacityLimiter | None = None
         self.app = Starlette(
@@ -83,8 +101,13 @@ class SearchPage:
                 Route("/api/session", self.login.session, methods=["GET"]),
                 Route("/api/session", self.login.login, methods=["POST"]),
                 Route("/api/session", self.login.logout, methods=["DELETE"]),
+                Route("/api/limits", self.limits),
                 Route("/api/search", self.search, methods=["POST"]),
-                Route("/api/search/{query_id}", self.search_again),
+                Route("/api/search/{query_id}", self.search_again, methods=["GET", "POST"]),
+                Route("/api/similar", self.similar, methods=["POST"]),
+                Route("/api/clip", self.clip, methods=["POST"]),
+                Route("/api/clip/{query_id}", self.clip_again, methods=["GET", "POST"]),
+                Route("/api/clip/{query_id}/frames/{index}", self.clip_frame),
                 Route("/api/media", self.list_media),
                 Route("/api/media/{media_id}", self.get_media),
                 Route("/api/media/{media_id}/file", self.media_file),
@@ -137,24 +160,125 @@ class SearchPage:
         return self._answer(self.queries.keep(faces), response)
 
     async def search_again(self, request: Request) -> Response:
-        """The photo of an earlier POST, searched with other options: no upload, no face detection."""
+        """The photo of an earlier POST, searched with other options: no upload, no face detection.
+        A POST's body carries the query's rejections ("not this person")."""
         query_id = request.path_params["query_id"]
         faces = self.queries.get(query_id)
         if faces is None:
             message = "this query is no longer kept: send the photo again"
             raise ApiError(code_pb2.NOT_FOUND, Reason.QUERY_EXPIRED, message)
         search = search_request(request.query_params)
+        await self._rejections(request, search)
         deadline = time.monotonic() + self.settings.rpc_deadline_s
-        try:
-            response = await self._blocking(lambda: self.engine.search_faces(faces, search, deadline))
-        except ModelChanged as exc:  # kept faces of the model of before a reindex's switch
-            self.queries.forget(query_id)
-            raise ApiError(code_pb2.NOT_FOUND, Reason.QUERY_EXPIRED, f"this query is no longer kept: {exc}") from exc
-        return self._answer(query_id, response)
+
+        def run() -> pb.SearchResponse:
+            try:
+                return self.engine.search_faces(faces, search, deadline)
+            except ModelChanged as exc:  # kept faces of the model of before a reindex's switch
+                self.queries.forget(query_id)
+                raise ApiError(
+                    code_pb2.NOT_FOUND, Reason.QUERY_EXPIRED, f"this query is no longer kept: {exc}"
+                ) from exc
+
+        return self._answer(query_id, await self._blocking(run))
+
+    async def similar(self, request: Request) -> Response:
+        """ "More like this": search with a face (face_id) or track (track_id) of the index, no
+        upload; the body carries rejections. Answers {"result": SearchResponse}."""
+        search = similar_request(request.query_params)
+        await self._rejections(request, search)
+        deadline = time.monotonic() + self.settings.rpc_deadline_s
+        response = await self._blocking(lambda: self.engine.search(search, deadline))
+        self._observe(response)
+        return JSONResponse({"result": proto_json(response)})
+
+    async def _rejections(self, request: Request, search: pb.SearchRequest) -> None:
+        if request.method == "POST":
+            limit = rejections_limit(self.settings.max_rejections)
+            add_rejections(await read_body(request, limit, self.settings.rpc_deadline_s), search)
+
+    def _observe(self, response: pb.SearchResponse) -> None:
+        self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
 
     def _answer(self, query_id: str, response: pb.SearchResponse) -> Response:
-        self.metrics.search_hits.observe(len(response.images) + sum(len(v.segments) for v in response.videos))
+        self._observe(response)
         return JSONResponse({"queryId": query_id, "result": proto_json(response)})
+
+    # -- query clips -----------------------------------------------------------------------------
+
+    async def clip(self, request: Request) -> Response:
+        """POST a clip (at most max_query_video_bytes), options in the query string as for a photo,
+        and max_tracks. Each person of the clip is searched (SearchByVideo); answers {"queryId",
+        "result": SearchByVideoResponse}, each person's best frame at .../frames/{index}."""
+        search = search_request(request.query_params)
+        asked = int_param(request.query_params, "max_tracks", 0, 0, MAX_TRACKS)
+        limit = self.settings.max_query_video_bytes
+        video = await read_body(request, limit, self.settings.rpc_deadline_s, clip_too_large)
+        deadline = time.monotonic() + self.settings.rpc_deadline_s
+
+        def run() -> tuple[KeptClip, pb.SearchByVideoResponse]:
+            self.engine.check(search)  # cheap checks before the costly sampling
+            active = self.engine.active  # analysed and searched with one model
+            clip = self.clip_search.analyse(video, self.clip_search.max_tracks(asked), deadline, active[0])
+            response = self.clip_search.answer(clip, search, deadline, active)
+            shots = [(p.where.best_time_ms, box_of(p.where.best_box)) for p in clip.people]
+            return KeptClip(clip, clip_frames(video, shots, CLIP_FRAME_SIDE, deadline)), response
+
+        kept, response = await self._blocking(run, describe_clip_error)
+        return self._clip_answer(self.clips.keep(kept), response)
+
+    def _kept_clip(self, query_id: str) -> KeptClip:
+        kept = self.clips.get(query_id)
+        if kept is None:
+            message = "this clip query is no longer kept: send the clip again"
+            raise ApiError(code_pb2.NOT_FOUND, Reason.QUERY_EXPIRED, message)
+        return kept
+
+    async def clip_again(self, request: Request) -> Response:
+        """The people of an earlier clip, searched with other options (a POST: and rejections)."""
+        query_id = request.path_params["query_id"]
+        kept = self._kept_clip(query_id)
+        search = search_request(request.query_params)
+        await self._rejections(request, search)
+        deadline = time.monotonic() + self.settings.rpc_deadline_s
+
+        def run() -> pb.SearchByVideoResponse:
+            try:
+                return self.clip_search.answer(kept.clip, search, deadline)
+            except ModelChanged as exc:
+                self.clips.forget(query_id)
+                raise ApiError(
+                    code_pb2.NOT_FOUND, Reason.QUERY_EXPIRED, f"this query is no longer kept: {exc}"
+                ) from exc
+
+        return self._clip_answer(query_id, await self._blocking(run, describe_clip_error))
+
+    def _clip_answer(self, query_id: str, response: pb.SearchByVideoResponse) -> Response:
+        for track in response.tracks:
+            self._observe(track.answer)
+        return JSONResponse({"queryId": query_id, "result": proto_json(response)})
+
+    def clip_frame(self, request: Request) -> Response:
+        """The best frame of a person of a kept query clip (in the order of its answer), face boxed."""
+        kept = self._kept_clip(request.path_params["query_id"])
+        index = request.path_params["index"]
+        frame = kept.frames[int(index)] if index.isdigit() and int(index) < len(kept.frames) else None
+        if frame is None:
+            message = f"no frame {index[:20]!r} for this clip: it has {len(kept.frames)} people, numbered from 0"
+            raise ApiError(code_pb2.NOT_FOUND, Reason.FRAME_NOT_FOUND, message)
+        return Response(frame, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600, immutable"})
+
+    def limits(self, request: Request) -> Response:
+        """What the page checks before it sends: sizes, and how many results one query may reject."""
+        s = self.settings
+        return JSONResponse(
+            {
+                "maxMessageBytes": s.max_message_bytes,
+                "maxQueryVideoBytes": s.max_query_video_bytes,
+                "maxQueryVideoS": s.max_query_video_s,
+                "maxRejections": s.max_rejections,
+            }
+        )
 
     # -- media -----------------------------------------------------------------------------------
 

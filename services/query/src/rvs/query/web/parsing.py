@@ -3,8 +3,9 @@ and a body read within its size limit and deadline. A bad value is INVALID_PARAM
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import anyio
 from google.rpc import code_pb2
@@ -67,26 +68,76 @@ def box_param(params: Mapping[str, str]) -> Box | None:
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
-async def read_body(request: Request, limit: int, deadline_s: float) -> bytes:
+def similar_request(params: Mapping[str, str]) -> pb.SearchRequest:
+    """ "More like this": the search options, and the indexed face (face_id) or track (track_id) to
+    search with instead of a photo."""
+    request = search_request(params)
+    face_id, track_id = params.get("face_id", ""), params.get("track_id", "")
+    if bool(face_id) == bool(track_id):
+        message = "name the face (face_id) or the track (track_id) to search with, one of them"
+        raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message)
+    if face_id:
+        request.face_id = face_id
+    else:
+        request.track_id = track_id
+    return request
+
+
+REJECTION_FIELDS = {"rejectedFaceIds": "rejected_face_ids", "rejectedTrackIds": "rejected_track_ids"}
+
+
+def rejections_limit(max_rejections: int) -> int:
+    """The largest body of rejections worth reading: an id is under 100 characters."""
+    return 1024 + 128 * max_rejections
+
+
+def add_rejections(body: bytes, request: pb.SearchRequest) -> None:
+    """ "Not this person": the body's {"rejectedFaceIds": [...], "rejectedTrackIds": [...]} (either
+    may be left out; an empty body rejects nothing) into the request. How many, and whether they
+    are ids, the engine checks (max_rejections)."""
+    if not body.strip():
+        return
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict) or not set(data) <= set(REJECTION_FIELDS):
+            raise ValueError
+        for name, ids in data.items():
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError
+            getattr(request, REJECTION_FIELDS[name]).extend(ids)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError among them
+        message = 'the body must be JSON: {"rejectedFaceIds": [face ids], "rejectedTrackIds": [track ids]}'
+        raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message) from None
+
+
+def too_large(size: int, limit: int) -> ApiError:
+    message = f"the request is {size} bytes or more; the limit is {limit}"
+    return ApiError(code_pb2.RESOURCE_EXHAUSTED, Reason.REQUEST_TOO_LARGE, message)
+
+
+def clip_too_large(size: int, limit: int) -> ApiError:
+    """A query clip over RVS_MAX_QUERY_VIDEO_BYTES: SearchByVideo's reason, as a 413."""
+    message = f"the clip is {size} bytes or more; the largest accepted is {limit} (RVS_MAX_QUERY_VIDEO_BYTES)"
+    return ApiError(code_pb2.INVALID_ARGUMENT, Reason.VIDEO_TOO_LARGE, message, status=413)
+
+
+async def read_body(
+    request: Request, limit: int, deadline_s: float, refuse: Callable[[int, int], ApiError] = too_large
+) -> bytes:
     """The body, up to `limit` bytes, within `deadline_s` (RVS_RPC_DEADLINE_S): a client that stops
-    sending does not keep its connection for good."""
+    sending does not keep its connection for good. `refuse` makes the error of a body too large."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared), limit)
+        raise refuse(int(declared), limit)
     chunks, size = [], 0
     try:
         with anyio.fail_after(deadline_s):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large(size, limit)
+                    raise refuse(size, limit)
                 chunks.append(chunk)
     except TimeoutError:
         message = f"the request body did not arrive within {deadline_s:g} s (RVS_RPC_DEADLINE_S)"
         raise ApiError(code_pb2.DEADLINE_EXCEEDED, Reason.REQUEST_TIMEOUT, message, status=408) from None
     return b"".join(chunks)
-
-
-def _too_large(size: int, limit: int) -> ApiError:
-    message = f"the request is {size} bytes or more; the limit is {limit}"
-    return ApiError(code_pb2.RESOURCE_EXHAUSTED, Reason.REQUEST_TOO_LARGE, message)

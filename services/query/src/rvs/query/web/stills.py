@@ -4,11 +4,14 @@ in a bounded in-memory cache: nothing is stored at ingest."""
 from __future__ import annotations
 
 import io
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from rvs.core.media.errors import MediaError
 from rvs.core.media.images import open_upright
 from rvs.core.media.video import VideoSampler
 from rvs.query.web.caches import SharedLRU
@@ -67,3 +70,24 @@ def render(path: Path, is_video: bool, time_ms: int, box: Box | None, side: int)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+def clip_frames(
+    video: bytes, shots: list[tuple[int, Box | None]], side: int, deadline: float | None
+) -> list[bytes | None]:
+    """JPEGs of a query clip's frames at these (time, box) shots, as `render` makes them; None for a
+    frame that cannot be read, or once past `deadline` (time.monotonic()). The clip is not kept: it
+    is written to a temporary file for this, and deleted."""
+    frames: list[bytes | None] = []
+    with tempfile.NamedTemporaryFile(prefix="rvs-query-clip-") as file:
+        file.write(video)
+        file.flush()
+        for time_ms, box in shots:
+            if deadline is not None and time.monotonic() >= deadline:
+                frames.append(None)
+                continue
+            try:
+                frames.append(render(Path(file.name), True, time_ms, box, side))
+            except (NoFrame, MediaError):
+                frames.append(None)
+    return frames

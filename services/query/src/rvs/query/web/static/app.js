@@ -1,15 +1,20 @@
-// The rvs search page: upload a photo, pick a face, move the threshold, browse the hits.
-// The photo is sent once; the server keeps its faces under a query id, so a new threshold, face
-// or filter is a GET /api/search/{queryId} with no upload. Answers are SearchResponse in the
-// proto's canonical JSON (int64 fields arrive as strings).
+// The rvs search page: upload a photo or a clip, pick a face, move the threshold, browse the hits,
+// search for more like a hit, reject hits ("not this person"). A photo or clip is sent once; the
+// server keeps what it found under a query id, so a new threshold, face, filter or rejection is a
+// request to /api/search/{queryId} (/api/clip/{queryId}) with no upload; rejections travel in a
+// POST's body. Answers are the proto messages in canonical JSON (int64 fields arrive as strings).
 
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  file: null, // the query photo, kept to search again if the server forgot the query
-  queryId: null,
-  faceIndex: 0,
-  result: null,
+  // What is searched: {kind: "photo", file, queryId, faceIndex}, {kind: "clip", file, queryId} (the
+  // file kept to send again if the server forgot the query), or {kind: "similar", faceId | trackId,
+  // mediaId, timeMs, box, label}: a face or track of the index.
+  query: null,
+  rejected: [], // this query's "not this person": {kind: "face" | "track", id, label}
+  result: null, // the current query's last answer; null until it has one
+  limits: null, // GET /api/limits: sizes the server accepts
+  seq: 0, // searches started: only the latest one's answer is shown
   statusTimer: null,
 };
 
@@ -93,6 +98,7 @@ $("login-form").addEventListener("submit", async (event) => {
     $("login").hidden = true;
     $("app").hidden = false;
     $("logout").hidden = false;
+    loadLimits();
     refreshStatus();
   } catch (err) {
     $("login-error").textContent = err.message;
@@ -104,13 +110,15 @@ $("logout").addEventListener("click", async () => {
   location.reload();
 });
 
-// -- query photo: file picker, drag and drop, paste ---------------------------------------------
+// -- the query: a photo, a clip, or a face of the index ("more like this") ----------------------
 
 $("file").addEventListener("change", () => {
   if ($("file").files.length) startSearch($("file").files[0]);
+  $("file").value = ""; // the same file chosen again is a new search
 });
 
 const drop = $("drop");
+const searchable = (type) => type.startsWith("image/") || type.startsWith("video/");
 for (const type of ["dragenter", "dragover"]) {
   document.addEventListener(type, (event) => {
     event.preventDefault();
@@ -122,88 +130,254 @@ for (const type of ["dragleave", "drop"]) {
 }
 document.addEventListener("drop", (event) => {
   event.preventDefault();
-  const file = [...event.dataTransfer.files].find((f) => f.type.startsWith("image/"));
+  const files = [...event.dataTransfer.files];
+  const file = files.find((f) => searchable(f.type));
   if (file) startSearch(file);
+  else if (files.length) showError(`${files[0].name || "That file"} is neither a photo nor a video: drop a photo or a clip.`);
 });
 document.addEventListener("paste", (event) => {
-  const item = [...event.clipboardData.items].find((i) => i.kind === "file" && i.type.startsWith("image/"));
+  const item = [...event.clipboardData.items].find((i) => i.kind === "file" && searchable(i.type));
   if (item) startSearch(item.getAsFile());
 });
 
+const megabytes = (n) => `${(n / (1024 * 1024)).toFixed(1)} MB`;
+
+// What the server accepts, checked here before a large file is sent (the server checks again).
+function tooLarge(file, isClip) {
+  if (!state.limits) return null;
+  const limit = isClip ? state.limits.maxQueryVideoBytes : state.limits.maxMessageBytes;
+  if (file.size <= limit) return null;
+  // Megabytes, unless they hide the difference.
+  const [size, largest] =
+    megabytes(file.size) === megabytes(limit) ? [`${file.size} bytes`, `${limit} bytes`] : [megabytes(file.size), megabytes(limit)];
+  const [what, setting, reason] = isClip
+    ? ["clip", "RVS_MAX_QUERY_VIDEO_BYTES", "VIDEO_TOO_LARGE"]
+    : ["photo", "RVS_MAX_MESSAGE_BYTES", "REQUEST_TOO_LARGE"];
+  return `${file.name || `The ${what}`} is ${size}; the largest ${what} accepted is ${largest} (${setting}): nothing was sent. (${reason})`;
+}
+
+function newQuery(query) {
+  state.query = query;
+  state.rejected = [];
+  state.result = null; // a new query starts at the model's threshold
+  drawRejections();
+}
+
+async function startSearch(file) {
+  const isClip = file.type.startsWith("video/");
+  const refused = tooLarge(file, isClip);
+  if (refused) {
+    showError(refused);
+    return;
+  }
+  const img = $("query-img");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  $("faces").replaceChildren();
+  $("faces-caption").textContent = "";
+  if (isClip) {
+    newQuery({ kind: "clip", file, queryId: null });
+    img.removeAttribute("src");
+    $("query-figure").hidden = true;
+  } else {
+    newQuery({ kind: "photo", file, queryId: null, faceIndex: 0 });
+    img.src = URL.createObjectURL(file);
+    img.alt = "The query photo";
+    $("query-figure").hidden = false;
+  }
+  await search();
+}
+
+// "More like this": a face (photos) or a track (video segments) of the index, no upload.
+async function moreLikeThis(query) {
+  newQuery({ kind: "similar", ...query });
+  const img = $("query-img");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = frameUrl(query.mediaId, query.timeMs, query.box, 640);
+  img.alt = `The face searched with: ${query.label}`;
+  $("faces").replaceChildren();
+  $("faces-caption").textContent = `More like this: ${query.label}.`;
+  $("query-figure").hidden = false;
+  // The button pressed is gone with the results it was in: the keyboard goes on from what is shown.
+  if ((await search()) === "shown") $("searched").focus();
+}
+
 function options() {
-  const params = new URLSearchParams({ kinds: $("kinds").value, face_index: String(state.faceIndex) });
+  const q = state.query;
+  const params = new URLSearchParams({ kinds: $("kinds").value });
+  if (q.kind === "photo") params.set("face_index", String(q.faceIndex));
+  if (q.kind === "similar") params.set(q.trackId ? "track_id" : "face_id", q.trackId || q.faceId);
   if (state.result) params.set("min_score", $("threshold").value);
   return params;
 }
 
-async function startSearch(file) {
-  state.file = file;
-  state.queryId = null;
-  state.result = null;
-  state.faceIndex = 0;
-  const img = $("query-img");
-  if (img.src) URL.revokeObjectURL(img.src);
-  img.src = URL.createObjectURL(file);
-  $("query-figure").hidden = false;
-  $("faces").replaceChildren();
-  $("faces-caption").textContent = "";
-  await upload();
+function rejectionsBody() {
+  const ids = (kind) => state.rejected.filter((r) => r.kind === kind).map((r) => r.id);
+  return {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ rejectedFaceIds: ids("face"), rejectedTrackIds: ids("track") }),
+  };
 }
 
-async function upload() {
+// The file of a photo or clip query, sent (again): the server keeps what it found under a query id.
+function send(q) {
+  const path = q.kind === "clip" ? "/api/clip" : "/api/search";
+  return api(`${path}?${options()}`, {
+    method: "POST",
+    headers: { "content-type": q.file.type || "application/octet-stream" },
+    body: q.file,
+  });
+}
+
+// The kept query searched again: a new threshold, face, filter or rejection; no upload.
+function again(q) {
+  const path = `/api/${q.kind === "clip" ? "clip" : "search"}/${encodeURIComponent(q.queryId)}?${options()}`;
+  return state.rejected.length ? api(path, rejectionsBody()) : api(path);
+}
+
+// Search for the current query as it now stands: "shown" once its answer is, "failed" (its error
+// is shown), or "superseded": only the latest search's answer or error is shown, whatever order
+// the answers come in.
+async function search() {
+  const q = state.query;
+  if (!q) return "failed";
+  const seq = ++state.seq;
   $("query-error").textContent = "";
-  $("query-status").textContent = "Looking for faces and searching…";
+  $("query-status").textContent = q.queryId || q.kind === "similar"
+    ? "Searching…"
+    : q.kind === "clip"
+      ? "Looking for the people in the clip, and searching for each…"
+      : "Looking for faces and searching…";
   try {
-    const answer = await api(`/api/search?${options()}`, {
-      method: "POST",
-      headers: { "content-type": state.file.type || "application/octet-stream" },
-      body: state.file,
-    });
-    show(answer);
+    const result = await answerFor(q);
+    if (seq !== state.seq) return "superseded";
+    show(result);
+    return "shown";
   } catch (err) {
+    if (seq !== state.seq) return "superseded";
     failed(err);
+    return "failed";
   }
 }
 
-// Another threshold, face or filter: the server searches again with the faces it kept.
-async function searchAgain() {
-  if (!state.queryId) return;
-  $("query-error").textContent = "";
-  try {
-    show(await api(`/api/search/${encodeURIComponent(state.queryId)}?${options()}`));
-  } catch (err) {
-    if (err.reason === "QUERY_EXPIRED") await upload();
-    else failed(err);
+async function answerFor(q) {
+  if (q.kind === "similar") return (await api(`/api/similar?${options()}`, rejectionsBody())).result;
+  if (q.queryId) {
+    try {
+      return (await again(q)).result;
+    } catch (err) {
+      if (err.reason !== "QUERY_EXPIRED") throw err;
+      q.queryId = null; // the server no longer keeps it: the file again
+    }
   }
+  const answer = await send(q);
+  q.queryId = answer.queryId;
+  // An upload carries no rejections: with some, the query it made is searched again with them.
+  return state.rejected.length ? (await again(q)).result : answer.result;
+}
+
+function showError(message) {
+  $("query-status").textContent = "";
+  $("query-error").textContent = message;
 }
 
 function failed(err) {
-  $("query-status").textContent = "";
-  $("query-error").textContent = err.reason ? `${err.message} (${err.reason})` : err.message;
-  if (err.reason === "NO_FACE" || err.reason === "DECODE_ERROR") clearResults();
+  showError(err.reason ? `${err.message} (${err.reason})` : err.message);
+  // The first search of a new query failed: the results on show are another query's.
+  if (!state.result) {
+    clearResults();
+    $("searched").textContent = "";
+  }
 }
 
-const searchSoon = debounce(searchAgain, 150);
+const searchSoon = debounce(search, 150);
 $("threshold").addEventListener("input", () => {
   $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
-  searchSoon();
+  if (state.result) searchSoon();
 });
-$("kinds").addEventListener("change", searchAgain);
+$("kinds").addEventListener("change", () => {
+  if (state.result) search();
+});
+
+// -- "not this person" --------------------------------------------------------------------------
+
+async function reject(item) {
+  if (state.rejected.some((r) => r.kind === item.kind && r.id === item.id)) return;
+  const query = state.query;
+  state.rejected.push(item);
+  drawRejections();
+  const outcome = await search();
+  if (outcome === "shown") {
+    // The result is gone with its button: the keyboard goes on from its Undo.
+    $("rejected-list").querySelectorAll("button.undo")[state.rejected.indexOf(item)]?.focus();
+  } else if (outcome === "failed" && state.query === query) {
+    // Not applied (too many, say): taken back, so the list matches the results on show.
+    state.rejected = state.rejected.filter((r) => r !== item);
+    drawRejections();
+    showError(`${item.label} was not rejected: ${$("query-error").textContent}`);
+  }
+}
+
+async function undo(items) {
+  const query = state.query;
+  const before = state.rejected;
+  state.rejected = before.filter((r) => !items.includes(r));
+  drawRejections();
+  const outcome = await search();
+  if (outcome === "shown") $("searched").focus();
+  else if (outcome === "failed" && state.query === query) {
+    state.rejected = before; // not undone: the results on show still leave them out
+    drawRejections();
+  }
+}
+
+function drawRejections() {
+  const n = state.rejected.length;
+  $("rejections").hidden = n === 0;
+  $("rejections-summary").textContent =
+    n === 0 ? "" : `Not this person: ${n} result${n === 1 ? "" : "s"} rejected, and whatever looks more like ${n === 1 ? "it" : "them"} than the query.`;
+  $("rejected-list").replaceChildren(
+    ...state.rejected.map((item) =>
+      el(
+        "li",
+        { "data-id": item.id },
+        el("span", {}, item.label),
+        el("button", { type: "button", class: "link undo", "aria-label": `Undo: ${item.label} may be this person`, onclick: () => undo([item]) }, "Undo"),
+      ),
+    ),
+  );
+  $("undo-all").hidden = n < 2;
+}
+$("undo-all").addEventListener("click", () => undo([...state.rejected]));
 
 // -- results ------------------------------------------------------------------------------------
 
-function show(answer) {
-  state.queryId = answer.queryId;
-  state.result = answer.result;
-  const r = answer.result;
-  state.faceIndex = r.usedFaceIndex;
+function show(r) {
+  state.result = r;
+  const q = state.query;
+  const minScore = Number(r.minScore).toFixed(2);
   $("query-status").textContent = `Model ${r.model}.`;
   $("threshold").disabled = false;
   $("kinds").disabled = false;
-  $("threshold").value = Number(r.minScore).toFixed(2);
-  $("threshold-value").textContent = Number(r.minScore).toFixed(2);
-  drawFaces(r);
-  drawResults(r);
+  $("threshold").value = minScore;
+  $("threshold-value").textContent = minScore;
+  if (q.kind === "photo") {
+    q.faceIndex = r.usedFaceIndex;
+    drawFaces(r);
+  }
+  $("searched").textContent = searchedWith(q, r);
+  if (q.kind === "clip") drawClip(r);
+  else drawResults(r);
+}
+
+function searchedWith(q, r) {
+  if (q.kind === "similar") return `Searched with ${q.trackId ? "the person" : "the face"} in ${q.label} (more like this).`;
+  const name = q.file.name || (q.kind === "clip" ? "the clip" : "the photo");
+  if (q.kind === "clip") {
+    const cut = Number(r.tracksFound) > r.tracks.length ? ` (the ${r.tracks.length} seen longest of ${r.tracksFound})` : "";
+    return `Searched with the clip ${name} (${clock(r.durationMs)}, ${r.samples} samples): ${r.tracks.length} ${r.tracks.length === 1 ? "person" : "people"}${cut}.`;
+  }
+  return `Searched with face ${r.usedFaceIndex + 1} of ${r.queryFaces.length} in ${name}.`;
 }
 
 function drawFaces(r) {
@@ -222,9 +396,11 @@ function drawFaces(r) {
           "aria-label": `Face ${i + 1} of ${r.queryFaces.length}` + (i === 0 ? " (largest)" : ""),
           title: `Search for face ${i + 1}`,
           onclick: () => {
-            if (state.faceIndex === i) return;
-            state.faceIndex = i;
-            searchAgain();
+            if (state.query.faceIndex === i) return;
+            state.query.faceIndex = i;
+            state.rejected = []; // another face, another person
+            drawRejections();
+            search();
           },
         },
         el("span", { class: "face-number" }, String(i + 1)),
@@ -245,11 +421,18 @@ function drawFaces(r) {
 }
 
 function clearResults() {
-  $("videos").replaceChildren();
-  $("photos").replaceChildren();
-  $("videos-block").hidden = true;
-  $("photos-block").hidden = true;
+  for (const id of ["videos", "photos", "people"]) $(id).replaceChildren();
+  for (const id of ["videos-block", "photos-block", "people-block"]) $(id).hidden = true;
   $("summary").textContent = "";
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function found(r) {
+  const parts = [];
+  if (r.videos.length) parts.push(plural(r.videos.length, "video"));
+  if (r.images.length) parts.push(plural(r.images.length, "photo"));
+  return parts.join(" and ");
 }
 
 function drawResults(r) {
@@ -259,27 +442,77 @@ function drawResults(r) {
     $("summary").textContent = `No match: nobody in the index scores ${threshold} or more. Lower the threshold to see closer strangers.`;
     return;
   }
-  const parts = [];
-  if (r.videos.length) parts.push(`${r.videos.length} video${r.videos.length === 1 ? "" : "s"}`);
-  if (r.images.length) parts.push(`${r.images.length} photo${r.images.length === 1 ? "" : "s"}`);
-  $("summary").textContent = `${parts.join(" and ")} at a score of ${threshold} or more.`;
+  $("summary").textContent = `${found(r)} at a score of ${threshold} or more.`;
   $("videos").replaceChildren(...r.videos.map(videoCard));
   $("photos").replaceChildren(...r.images.map(photoCard));
   $("videos-block").hidden = r.videos.length === 0;
   $("photos-block").hidden = r.images.length === 0;
 }
 
+// A clip: each person found in it (longest seen first), its best frame, and where else it appears.
+function drawClip(r) {
+  clearResults();
+  const threshold = Number(r.minScore).toFixed(2);
+  const matched = r.tracks.filter((t) => t.answer.matched).length;
+  $("summary").textContent = `${plural(r.tracks.length, "person")} in the clip`.replace("persons", "people") +
+    `; ${matched} of them found in the index at a score of ${threshold} or more.`;
+  const people = r.tracks.map((track, i) => {
+    const a = track.answer;
+    const where = `${clock(track.startMs)} – ${clock(track.endMs)}`;
+    const answer = a.matched
+      ? el(
+          "div",
+          { class: "answer" },
+          el("p", { class: "muted" }, `${found(a)}.`),
+          a.videos.length ? el("ol", { class: "videos" }, ...a.videos.map(videoCard)) : null,
+          a.images.length ? el("ul", { class: "photos" }, ...a.images.map(photoCard)) : null,
+        )
+      : el("p", { class: "muted no-match" }, `No match: nobody in the index scores ${threshold} or more.`);
+    return el(
+      "li",
+      { class: "person", "data-track": String(i) },
+      el(
+        "figure",
+        { class: "person-frame" },
+        el("img", {
+          src: `/api/clip/${encodeURIComponent(state.query.queryId)}/frames/${i}`,
+          alt: `Person ${i + 1} in the clip at ${clock(track.bestTimeMs)}, the face boxed`,
+        }),
+        el("figcaption", {}, el("strong", {}, `Person ${i + 1}`), ` · ${where} in the clip · ${plural(track.samples, "sample")}`),
+      ),
+      answer,
+    );
+  });
+  $("people").replaceChildren(...people);
+  $("people-block").hidden = people.length === 0;
+}
+
+function actions(label, like, rejected) {
+  return el(
+    "div",
+    { class: "actions" },
+    el("button", { type: "button", class: "more", "aria-label": `More like this: ${label}`, onclick: like }, "More like this"),
+    el("button", { type: "button", class: "reject", "aria-label": `Not this person: ${label}`, onclick: rejected }, "Not this person"),
+  );
+}
+
 function photoCard(hit) {
   const name = fileName(hit.uri);
+  const face = { mediaId: hit.mediaId, timeMs: 0, box: hit.box, label: name };
   return el(
     "li",
-    { class: "photo", "data-media-id": hit.mediaId },
+    { class: "photo", "data-media-id": hit.mediaId, "data-face-id": hit.faceId },
     el(
       "a",
       { href: `/api/media/${encodeURIComponent(hit.mediaId)}/file`, target: "_blank", rel: "noopener" },
       el("img", { src: frameUrl(hit.mediaId, 0, hit.box, 320), alt: `${name}, the face found boxed`, loading: "lazy" }),
     ),
     el("div", { class: "caption" }, el("span", { class: "name", title: hit.uri }, name), el("span", { class: "score" }, score(hit.score))),
+    actions(
+      name,
+      () => moreLikeThis({ faceId: hit.faceId, ...face }),
+      () => reject({ kind: "face", id: hit.faceId, label: name }),
+    ),
   );
 }
 
@@ -291,7 +524,16 @@ function videoCard(hit) {
   const duration = Number(hit.durationMs) >= lastEnd ? Number(hit.durationMs) : lastEnd + 1000;
   const player = el("div", { class: "player", hidden: true });
   const timeline = el("div", { class: "timeline", role: "group", "aria-label": `Where the person appears in ${name}` });
-  for (const seg of segments) {
+  // Tracks of several people may overlap in time: each bar in the first lane free at its start.
+  const lanes = []; // the end of the last bar in each lane
+  const laneOf = segments.map((seg) => {
+    let lane = lanes.findIndex((end) => end <= Number(seg.startMs));
+    if (lane < 0) lane = lanes.push(0) - 1;
+    lanes[lane] = Number(seg.endMs);
+    return lane;
+  });
+  if (lanes.length > 1) timeline.style.height = `${Math.max(1.8, 0.9 * lanes.length)}rem`;
+  const bars = segments.map((seg, i) => {
     const start = Number(seg.startMs);
     const end = Number(seg.endMs);
     const button = el("button", {
@@ -299,20 +541,58 @@ function videoCard(hit) {
       class: "segment",
       "data-start-ms": String(start),
       "data-end-ms": String(end),
+      "data-track-id": seg.trackId,
       "aria-label": `${clock(start)} to ${clock(end)}, best score ${score(seg.bestScore)}`,
       title: `${clock(start)} – ${clock(end)} · best ${score(seg.bestScore)} at ${clock(seg.bestTimeMs)}`,
       onclick: () => play(hit, seg, player, timeline, button),
     });
     button.style.left = `${(100 * start) / duration}%`;
     button.style.width = `${(100 * (end - start)) / duration}%`;
-    timeline.append(button);
-  }
+    button.style.top = `${(100 * laneOf[i]) / lanes.length}%`;
+    button.style.height = `${100 / lanes.length}%`;
+    return button;
+  });
+  timeline.append(...bars);
+  // Per segment (one track): its best frame with the face boxed, which plays the track from its start.
   const list = el(
-    "ul",
+    "ol",
     { class: "segment-list" },
-    ...segments.map((seg) =>
-      el("li", {}, `${clock(seg.startMs)} – ${clock(seg.endMs)}`, el("span", { class: "score" }, ` best ${score(seg.bestScore)}`)),
-    ),
+    ...segments.map((seg, i) => {
+      const where = `${clock(seg.startMs)} – ${clock(seg.endMs)}`;
+      const label = `${name} ${where}`;
+      return el(
+        "li",
+        { class: "segment-item", "data-track-id": seg.trackId, "data-start-ms": String(Number(seg.startMs)) },
+        el(
+          "button",
+          {
+            type: "button",
+            class: "thumb",
+            "aria-label": `Play ${name} from ${clock(seg.startMs)}`,
+            title: `Play from ${clock(seg.startMs)}`,
+            onclick: () => play(hit, seg, player, timeline, bars[i]),
+          },
+          el("img", {
+            src: frameUrl(hit.mediaId, seg.bestTimeMs, seg.bestBox, 320),
+            alt: `Best frame at ${clock(seg.bestTimeMs)}, the face boxed`,
+            loading: "lazy",
+          }),
+        ),
+        el(
+          "div",
+          { class: "segment-info" },
+          el("span", { class: "when" }, where),
+          el("span", { class: "score" }, `best ${score(seg.bestScore)}`),
+          el("span", { class: "muted" }, `at ${clock(seg.bestTimeMs)} · ${seg.matchingSamples} of ${plural(seg.samples, "sample")} match`),
+          actions(
+            label,
+            () =>
+              moreLikeThis({ trackId: seg.trackId, mediaId: hit.mediaId, timeMs: seg.bestTimeMs, box: seg.bestBox, label }),
+            () => reject({ kind: "track", id: seg.trackId, label }),
+          ),
+        ),
+      );
+    }),
   );
   return el(
     "li",
@@ -423,7 +703,16 @@ function drawStatus(media) {
   $("status-list").replaceChildren(...rows);
 }
 
+async function loadLimits() {
+  try {
+    state.limits = await api("/api/limits");
+  } catch {
+    state.limits = null; // the server checks sizes anyway
+  }
+}
+
 api("/api/session").then((session) => {
   $("logout").hidden = !session.authRequired;
 });
+loadLimits();
 refreshStatus();
