@@ -37,9 +37,10 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     track_link_min_score: float | None = Field(None, ge=-1.0, le=1.0)
     """Faces of consecutive samples at least this similar are one track wherever they are in the
     frame; unset uses the model's threshold."""
-    track_link_overlap_margin: float = Field(0.2, ge=0.0, le=2.0)
-    """A face whose box overlaps the track's last box (IoU >= 0.3) continues it at track_link_min_score
-    minus this."""
+    track_link_overlap_margin: float = Field(0.4, ge=0.0, le=1.0)
+    """A face whose box overlaps the track's last box (IoU >= 0.3) continues it at a lower bar:
+    track_link_min_score lowered by this share of its distance from 1 (models spread their scores
+    differently: 0.54 becomes 0.36 for sface, 0.92 becomes 0.89 for dlib-resnet)."""
     track_max_missed: int = Field(2, ge=0)
     """Samples a track may miss (the face turned or hidden) and still continue."""
     track_cache_faces: int = Field(500_000, ge=0)

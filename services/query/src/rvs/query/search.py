@@ -115,7 +115,7 @@ class SearchEngine:
         return LinkRules(
             interval_ms=interval_ms,
             min_score=link,
-            min_score_overlapping=link - self.settings.track_link_overlap_margin,
+            min_score_overlapping=link - self.settings.track_link_overlap_margin * (1.0 - link),
             max_missed=self.settings.track_max_missed,
         )
 
