@@ -59,6 +59,40 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _running = None
 
 
+def _ordinary_scheduling(when: str) -> None:
+    """Seen in CI: the test process's main thread under SCHED_FIFO 99 (set by something in the
+    process, not by rvs). Its children inherit it, and one that spins (docker compose's plugin, once)
+    holds both cores and starves everything else, timeouts included. Set it back, and say where."""
+    if sys.platform == "linux" and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        sys.stderr.write(f"\nreal-time scheduling found {when}; set back to SCHED_OTHER\n")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    _ordinary_scheduling(f"before the setup of {item.nodeid}")
+    try:
+        return (yield)
+    finally:
+        _ordinary_scheduling(f"after the setup of {item.nodeid}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    finally:
+        _ordinary_scheduling(f"after {item.nodeid}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    finally:
+        _ordinary_scheduling(f"after the teardown of {item.nodeid}")
+
+
 @pytest.fixture(autouse=True)
 def _fast_tests_load_no_model(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
