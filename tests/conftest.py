@@ -60,9 +60,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def _ordinary_scheduling(when: str) -> None:
-    """Seen in CI: the test process's main thread under SCHED_FIFO 99 (set by something in the
-    process, not by rvs). Its children inherit it, and one that spins (docker compose's plugin, once)
-    holds both cores and starves everything else, timeouts included. Set it back, and say where."""
+    """Seen in CI: the test process's main thread under SCHED_FIFO 99 (SVT-AV1's encoder does that;
+    write_video undoes it). Children inherit it, and one that spins (docker compose's plugin, once)
+    holds both cores and starves everything else, timeouts included. Whatever else does it: set it
+    back, and say where."""
     if sys.platform == "linux" and os.sched_getscheduler(0) != os.SCHED_OTHER:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         sys.stderr.write(f"\nreal-time scheduling found {when}; set back to SCHED_OTHER\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -205,3 +206,12 @@ def test_frame_at_is_the_frame_the_sampler_took(tmp_path: Path, gop: int, suffix
         assert np.array_equal(frame.rgb, sample.rgb) and frame.scale == sample.scale
     with VideoSampler(path) as again:
         assert again.frame_at(60_000) is None  # past the end
+
+
+def test_encoding_av1_leaves_the_process_scheduling_alone(tmp_path: Path) -> None:
+    # SVT-AV1 sets SCHED_FIFO on its caller; a test process left so starved the suite (docker compose).
+    before = os.sched_getscheduler(0)
+    write_video(
+        tmp_path / "a.mp4", lambda t: np.full((64, 64, 3), int(t * 40), np.uint8), cfr_times(1, 10), codec="libsvtav1"
+    )
+    assert os.sched_getscheduler(0) == before

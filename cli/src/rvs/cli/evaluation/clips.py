@@ -4,7 +4,10 @@ set with these, and the tests build their clips with them (tests/media_factory.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -110,6 +113,34 @@ def write_video(
     pix_fmt: str = "yuv420p",
 ) -> Path:
     """Encode frames at the given presentation times (seconds); irregular times give a VFR file."""
+    with _scheduling_kept():
+        return _encode(path, frame_at, times, codec, gop, rate, rotation, options, pix_fmt)
+
+
+@contextlib.contextmanager
+def _scheduling_kept() -> Iterator[None]:
+    """SVT-AV1's encoder raises the calling thread to SCHED_FIFO 99 where it may (as root): the
+    process's children then inherit a real-time class, and one that spins starves the machine."""
+    policy = os.sched_getscheduler(0) if sys.platform == "linux" else None
+    param = os.sched_getparam(0) if policy is not None else None
+    try:
+        yield
+    finally:
+        if policy is not None and param is not None and os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
+
+
+def _encode(
+    path: Path,
+    frame_at: Callable[[float], RGB],
+    times: Sequence[float],
+    codec: str,
+    gop: int | None,
+    rate: int,
+    rotation: int,
+    options: dict[str, str] | None,
+    pix_fmt: str,
+) -> Path:
     first = frame_at(times[0])
     height, width = first.shape[:2]
     with av.open(str(path), "w") as out:
