@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rvs.core import index_fold
+from rvs.core import index_fold, people_fold
 from rvs.core.clock import now_ms
 from rvs.v1 import rvs_pb2 as pb
 
@@ -156,6 +156,7 @@ class Catalog:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.executescript(index_fold.SCHEMA)
+        self._db.executescript(people_fold.SCHEMA)
         columns = {r["name"] for r in self._db.execute("PRAGMA table_xinfo(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
@@ -196,6 +197,8 @@ class Catalog:
         with self._tx() as db:
             row = db.execute("SELECT deleted, removed_at_ms FROM media WHERE media_id=?", (mid,)).fetchone()
             if kind != "removed" and row is not None and _of_removed_ingest(kind, at, row):
+                return
+            if people_fold.apply(db, event, at):
                 return
             if index_fold.apply(db, event, at) or not mid:
                 return  # index-wide, or frames of another model than the active one
@@ -338,6 +341,48 @@ class Catalog:
                 f"SELECT * FROM media WHERE state IN ({marks}) ORDER BY discovered_at_ms, media_id", _UNFINISHED
             ).fetchall()
         return [_to_proto(r) for r in rows]
+
+
+    def person(self, person_id: str) -> pb.Person | None:
+        with self._lock:
+            return people_fold.person(self._db, person_id)
+
+    def people(
+        self, offset: int = 0, limit: int = 100, named_only: bool = False, name_prefix: str = ""
+    ) -> tuple[list[pb.Person], int]:
+        """A page of people, most faces first, and how many match."""
+        with self._lock:
+            return people_fold.people(self._db, offset, limit, named_only, name_prefix)
+
+    def people_named(self, name: str) -> list[str]:
+        with self._lock:
+            return people_fold.by_name(self._db, name)
+
+    def person_units(self, person_id: str) -> list[pb.PersonUnit]:
+        with self._lock:
+            return people_fold.units_of(self._db, person_id)
+
+    def units(self, unit_ids: list[str]) -> dict[str, pb.PersonUnit]:
+        with self._lock:
+            return people_fold.units(self._db, unit_ids)
+
+    def placed_units(self, model: str) -> dict[str, pb.PersonUnit]:
+        """Every unit of `model`'s clustering (person_id '' for those clustered into nobody)."""
+        with self._lock:
+            return people_fold.placed(self._db, model)
+
+    def unclustered(self) -> int:
+        with self._lock:
+            return people_fold.unclustered_count(self._db)
+
+    def unclustered_media(self, model: str, limit: int) -> list[tuple[str, int]]:
+        """(media id, kind) of done media not yet clustered for `model`, oldest first."""
+        with self._lock:
+            return people_fold.unclustered_media(self._db, model, pb.MEDIA_STATE_DONE, limit)
+
+    def clustered_model(self) -> str:
+        with self._lock:
+            return people_fold.clustered_model(self._db)
 
 
 class CatalogCollector(Collector):

@@ -15,6 +15,9 @@ from rvs.core.model_set import ModelSet
 from rvs.core.store.faces import FaceStore, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
+from rvs.query.people.directory import People
+from rvs.query.people.job import PeopleJob
+from rvs.query.people.units import UnitReader
 from rvs.query.search import SearchEngine
 from rvs.query.server import QueryServer, SearchServicer
 from rvs.query.web.page import SearchPage
@@ -46,6 +49,14 @@ class QueryService:
         self._publish = publish
         self.engine = SearchEngine(settings, pipeline, store, catalog)
         metrics = QueryMetrics(registry)
+        self.people_job: PeopleJob | None = None
+        if catalog is not None:
+            # People edits and clustering results are recorded for every service (folded here at once).
+            record = publish or catalog.apply
+            units = UnitReader(self.engine.tracks, catalog)
+            self.engine.people = People(catalog, units, lambda: self.engine.active[1], record, settings.max_top_k)
+            if settings.people_clustering:
+                self.people_job = PeopleJob(settings, lambda: self.engine.active, units, catalog, record, metrics)
         self.servicer = SearchServicer(
             self.engine,
             catalog,
@@ -54,6 +65,7 @@ class QueryService:
             remove_media,
             start_reindex=self._start_reindex if publish else None,
             delete_faces=self.delete_faces,
+            people=self.engine.people,
         )
         self.server = QueryServer(settings, self.servicer)
         self.web: WebServer | None = None
@@ -124,6 +136,8 @@ class QueryService:
         )
         if self.web is not None:
             self.web.start()
+        if self.people_job is not None:
+            self.people_job.start()
 
     def ready(self) -> None:
         self.server.set_serving(True)
@@ -136,6 +150,8 @@ class QueryService:
         return self.server.serving
 
     def stop(self, grace_s: float = 5.0) -> None:
+        if self.people_job is not None:
+            self.people_job.stop()
         if self.web is not None:
             self.web.stop()
         self.server.stop(grace_s)

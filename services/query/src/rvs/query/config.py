@@ -56,6 +56,17 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     max_query_tracks: int = Field(8, ge=1, le=64)
     """Tracks of a query clip answered when the request leaves max_tracks at 0 (longest first); the
     largest a request may ask for is 64."""
+    people_clustering: bool = True
+    """Cluster finished media's tracks and photo faces into people here (ListPeople and the People
+    view). Exactly one query service of an index must: the others read its result from the bus."""
+    people_interval_s: float = Field(5.0, gt=0)
+    """Seconds between two clustering passes over newly finished media."""
+    people_batch_media: int = Field(500, ge=1)
+    """Media items clustered in one pass (a backlog is taken batch after batch)."""
+    people_min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    """Similarity at which units are one person; unset: derived from the model's threshold."""
+    people_min_faces: int | None = Field(None, ge=1)
+    """Faces a new person needs (a track counts its samples); unset: the clustering default."""
     max_query_faces: int = Field(64, ge=1, le=1024)
     """Faces of a query photo that are reported (largest first) and may be chosen with face_index;
     only the searched one is embedded."""

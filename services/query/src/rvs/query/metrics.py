@@ -40,3 +40,15 @@ class QueryMetrics:
             ["cache"],
             registry=registry,
         )
+        self.people_units = Counter(
+            "rvs_people_units",
+            "Photo faces and video tracks clustered, by outcome: joined a person, formed a new one, or loose.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.people_pass_seconds = Histogram(
+            "rvs_people_pass_seconds",
+            "Time of one clustering pass over newly finished media.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )

@@ -26,6 +26,7 @@ from rvs.core.tracks import LinkRules, Track, find
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
 from rvs.query.grouping import Evidence, Rejections, image_hits, video_hit
+from rvs.query.people.directory import PERSON_ID, InvalidName, People, PersonNotFound
 from rvs.query.video_tracks import VideoTracks, media_of, sample_interval_ms
 from rvs.v1 import rvs_pb2 as pb
 
@@ -70,6 +71,7 @@ class TrackNotFound(LookupError):
 
 # A face id is `media_id:time_ms:face_index`, the media id a sha256 in hex (store.faces.face_key).
 _FACE_ID = re.compile(r"[0-9a-f]{64}:\d{1,15}:\d{1,5}")
+_INDEXED_QUERIES = ("face_id", "track_id", "person_id", "person_name")
 
 
 @dataclass
@@ -78,6 +80,7 @@ class SearchEngine:
     pipeline: FacePipeline
     store: FaceStore
     catalog: Catalog | None = None
+    people: People | None = None  # search by person (None: no catalog of people here)
     # Costly steps (decoding, detection, embedding) run at most rpc_workers at once, for every front
     # end: requests beyond wait here, not in a thread that health checks and cheap calls need.
     _slots: threading.BoundedSemaphore = field(init=False, repr=False)
@@ -132,7 +135,7 @@ class SearchEngine:
         """`deadline` (time.monotonic()) is checked between costly steps; Milvus gets what is left."""
         self.check(request)  # cheap checks before the costly analysis of the image
         active = self._active
-        if request.WhichOneof("query") in ("face_id", "track_id"):
+        if request.WhichOneof("query") in _INDEXED_QUERIES:
             return self.answer(self._indexed_query(request, active[1]), request, deadline, active=active)
         return self._search_faces(self._analyse(active[0], request.image, deadline), request, deadline, active)
 
@@ -284,8 +287,15 @@ class SearchEngine:
         return find(self.tracks.get(store, media_id, entry), track_id)
 
     def _indexed_query(self, request: pb.SearchRequest, store: FaceStore) -> np.ndarray:
-        """The vector of "find this person": an indexed face's, or a track's template."""
-        if request.WhichOneof("query") == "face_id":
+        """The vector of "find this person": an indexed face's, a track's or a person's template."""
+        which = request.WhichOneof("query")
+        if which in ("person_id", "person_name"):
+            if self.people is None:
+                raise InvalidQuery("this query service has no catalog of people: search by a face or track id")
+            named = request.person_name
+            person = self.people.named(named) if which == "person_name" else self.people.person(request.person_id)
+            return self.people.template(person)
+        if which == "face_id":
             found = store.faces([request.face_id])
             if not found:
                 raise FaceNotFound(f"no face with id {request.face_id!r} in the index")
@@ -345,6 +355,10 @@ class SearchEngine:
         if rejections > self.settings.max_rejections:
             raise InvalidQuery(f"{rejections} rejected faces and tracks; at most {self.settings.max_rejections}")
         which = request.WhichOneof("query")
+        if which == "person_id" and not PERSON_ID.fullmatch(request.person_id):
+            raise InvalidQuery(f"{request.person_id[:100]!r} is not a person id (person-<16 hex digits>)")
+        if which == "person_name" and not request.person_name.strip():
+            raise InvalidQuery("person_name is empty")
         named = [getattr(request, which)] if which in ("face_id", "track_id") else []
         for face_id in [*named, *request.rejected_face_ids, *request.rejected_track_ids]:
             if not _FACE_ID.fullmatch(face_id):
@@ -380,6 +394,10 @@ def describe_error(exc: Exception) -> Failure | None:
         return code_pb2.NOT_FOUND, Reason.FACE_NOT_FOUND, str(exc)
     if isinstance(exc, TrackNotFound):
         return code_pb2.NOT_FOUND, Reason.TRACK_NOT_FOUND, str(exc)
+    if isinstance(exc, PersonNotFound):
+        return code_pb2.NOT_FOUND, Reason.PERSON_NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidName):
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_NAME, str(exc)
     if isinstance(exc, StoreUnavailable):
         return code_pb2.UNAVAILABLE, Reason.INDEX_UNAVAILABLE, f"the face index is unavailable: {exc}"
     return None

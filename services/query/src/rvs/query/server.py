@@ -26,6 +26,7 @@ from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure, error_status
 from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
+from rvs.query.people.directory import People, describe_people_error
 from rvs.query.search import SearchEngine, describe_error
 from rvs.query.security import BearerAuth, server_credentials
 from rvs.v1 import rvs_pb2 as pb
@@ -83,9 +84,11 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         remove_media: Callable[[str], int] | None = None,
         start_reindex: Callable[[str], None] | None = None,
         delete_faces: Callable[[str], int] | None = None,
+        people: People | None = None,
     ) -> None:
         """`start_reindex` records a reindex request for every service (None: no bus to record it
-        on); `delete_faces` deletes a media item's faces from every model's collection."""
+        on); `delete_faces` deletes a media item's faces from every model's collection; `people`:
+        None without a catalog."""
         self.engine = engine
         self.clips = ClipSearch(engine.settings, engine)
         self.catalog = catalog
@@ -94,6 +97,7 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         self.remove_media = remove_media or self._remove_here
         self.start_reindex = start_reindex
         self.delete_faces = delete_faces or engine.delete_media
+        self.people = people
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -210,6 +214,31 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
     @_instrumented("GetReindex")
     def GetReindex(self, request: pb.GetReindexRequest, context: grpc.ServicerContext) -> pb.ReindexStatus:
         return self._need_catalog(context).reindex_status()
+
+    def _people(self, method: str, use_case: Callable[[Any], T], request: Any, context: grpc.ServicerContext) -> T:
+        if self.people is None:
+            abort(context, code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no catalog of people")
+        return self._run(method, lambda r, _deadline: use_case(r), request, context, describe_people_error)
+
+    @_instrumented("ListPeople")
+    def ListPeople(self, request: pb.ListPeopleRequest, context: grpc.ServicerContext) -> pb.ListPeopleResponse:
+        return self._people("ListPeople", lambda r: self.people.list(r), request, context)  # type: ignore[union-attr]
+
+    @_instrumented("GetPerson")
+    def GetPerson(self, request: pb.GetPersonRequest, context: grpc.ServicerContext) -> pb.GetPersonResponse:
+        return self._people("GetPerson", lambda r: self.people.get(r), request, context)  # type: ignore[union-attr]
+
+    @_instrumented("UpdatePerson")
+    def UpdatePerson(self, request: pb.UpdatePersonRequest, context: grpc.ServicerContext) -> pb.Person:
+        return self._people("UpdatePerson", lambda r: self.people.rename(r), request, context)  # type: ignore[union-attr]
+
+    @_instrumented("MergePeople")
+    def MergePeople(self, request: pb.MergePeopleRequest, context: grpc.ServicerContext) -> pb.Person:
+        return self._people("MergePeople", lambda r: self.people.merge(r), request, context)  # type: ignore[union-attr]
+
+    @_instrumented("MoveToPerson")
+    def MoveToPerson(self, request: pb.MoveToPersonRequest, context: grpc.ServicerContext) -> pb.Person:
+        return self._people("MoveToPerson", lambda r: self.people.move(r), request, context)  # type: ignore[union-attr]
 
     def _remove_here(self, media_id: str) -> int:
         """A query service alone (no bus): its own catalog and the index."""
