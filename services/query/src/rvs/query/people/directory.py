@@ -208,14 +208,16 @@ class People:
             named = self.catalog.people_named(name) if name else []
             person_id = named[0] if named else ""
         events = []
+        at = now_ms()
         if not person_id:
-            person_id = person_id_for(*units)
+            # A new person's id must not be one merged away before (the same units may have made it).
+            person_id = person_id_for(f"moved at {at}", *units)
             if name:
                 events.append(pb.PersonRenamed(person_id=person_id, name=name))
         moved = [placed(u, person_id, pinned=True) for u in units.values()]
-        self.record(pb.MediaEvent(at_ms=now_ms(), people_assigned=pb.PeopleAssigned(model=store.model, units=moved)))
+        self.record(pb.MediaEvent(at_ms=at, people_assigned=pb.PeopleAssigned(model=store.model, units=moved)))
         for renamed in events:
-            self.record(pb.MediaEvent(at_ms=now_ms(), person_renamed=renamed))
+            self.record(pb.MediaEvent(at_ms=at, person_renamed=renamed))
         return self.person(person_id)
 
     def _check_free(self, name: str, person_id: str) -> None:

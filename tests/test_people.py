@@ -1,0 +1,142 @@
+"""People through the gRPC API on the real corpus (dlib-resnet, embedded Milvus, embedded mode): the
+clips' tracks and the photos clustered into people, named, searched by name, merged, split, moved
+("this is <name>"), following deletions, and kept over a restart."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rvs.v1 import rvs_pb2 as pb
+from rvs.v1 import rvs_pb2_grpc
+
+from conftest import error_reason, lfw
+from corpus import BUSH, POWELL, RUMSFELD, search, segments
+from embedded_app import corpus_env, start, wait_done
+
+pytestmark = pytest.mark.e2e
+
+EXTRA = {"bush_2.jpg": (BUSH, 2), "bush_5.jpg": (BUSH, 5), "rumsfeld_2.jpg": (RUMSFELD, 2)}
+
+
+def answers(stub: rvs_pb2_grpc.SearchServiceStub) -> dict[str, set[str]]:
+    """person id -> the file names of its photos and videos."""
+    people = stub.ListPeople(pb.ListPeopleRequest(page_size=1000)).people
+    return {
+        p.person_id: {Path(m.uri).name for m in [*a.images, *a.videos]}
+        for p in people
+        if (a := stub.GetPerson(pb.GetPersonRequest(person_id=p.person_id)).answer)
+    }
+
+
+def person_with(stub: rvs_pb2_grpc.SearchServiceStub, name: str, timeout_s: float = 60) -> str:
+    """The person whose media include `name`, once clustering has placed it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [p for p, media in answers(stub).items() if name in media]
+        if found:
+            return found[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no person with {name} after {timeout_s} s: {answers(stub)}")
+
+
+def rpc_error(call: object, request: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        call(request, timeout=30)  # type: ignore[operator]
+    return err.value.code(), error_reason(err.value)
+
+
+def test_people_found_named_searched_merged_split_and_kept(
+    tmp_path_factory: pytest.TempPathFactory, milvus_uri: str
+) -> None:
+    s, watch = corpus_env(tmp_path_factory, milvus_uri, "people")
+    for name, (person, n) in EXTRA.items():
+        shutil.copy(lfw(person, n), watch / name)
+    s.query = s.query.model_copy(update={"people_interval_s": 0.2})
+    r = start(s, watch)
+    try:
+        stub = r.stub
+        wait_done(stub, expected=6 + len(EXTRA))
+        bush = person_with(stub, "clip_a.mp4")
+        # Bush's two tracks (two different photos of him) and his two photos are one person.
+        assert answers(stub)[bush] == {"clip_a.mp4", "clip_b.mp4", "bush_2.jpg", "bush_5.jpg"}
+        got = stub.GetPerson(pb.GetPersonRequest(person_id=bush))
+        assert segments(got.answer) == {"clip_a.mp4": [(1000, 4000)], "clip_b.mp4": [(2000, 6000)]}
+        assert got.person.units == 4 and got.person.media_count == 4 and got.person.faces == 3 + 4 + 2
+        assert got.person.face_id and got.person.box.x2 > got.person.box.x1
+        rumsfeld = person_with(stub, "rumsfeld.jpg")
+        assert answers(stub)[rumsfeld] == {"rumsfeld.jpg", "rumsfeld_2.jpg"}
+        listed = stub.ListPeople(pb.ListPeopleRequest())
+        assert listed.people[0].person_id == bush  # most faces first
+        assert listed.total == len(listed.people) >= 2
+
+        # Named once, found by name without a photo: the same answer as a search with a photo of him.
+        named = stub.UpdatePerson(pb.UpdatePersonRequest(person_id=bush, name="George W. Bush"))
+        assert named.name == "George W. Bush"
+        by_name = stub.Search(pb.SearchRequest(person_name="george w. bush"), timeout=60)
+        assert segments(by_name) == segments(search(stub, lfw(BUSH, 10)))
+        assert {i.uri.rsplit("/", 1)[-1] for i in by_name.images} >= {"bush_2.jpg", "bush_5.jpg"}
+        assert stub.ListPeople(pb.ListPeopleRequest(named_only=True)).people[0].person_id == bush
+        assert rpc_error(stub.UpdatePerson, pb.UpdatePersonRequest(person_id=rumsfeld, name="GEORGE w. bush")) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "NAME_TAKEN",
+        )
+        assert rpc_error(stub.UpdatePerson, pb.UpdatePersonRequest(person_id=rumsfeld, name="a\x00b")) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_NAME",
+        )
+        assert rpc_error(stub.Search, pb.SearchRequest(person_name="Nobody")) == (
+            grpc.StatusCode.NOT_FOUND,
+            "PERSON_NOT_FOUND",
+        )
+        unknown = "person-" + "0" * 16
+        assert rpc_error(stub.GetPerson, pb.GetPersonRequest(person_id=unknown))[1] == "PERSON_NOT_FOUND"
+        assert rpc_error(stub.GetPerson, pb.GetPersonRequest(person_id="x"))[1] == "INVALID_PARAMETER"
+
+        # Merged (wrongly), then split again by moving Rumsfeld's photos to a new, named person.
+        merged = stub.MergePeople(pb.MergePeopleRequest(into=bush, people=[rumsfeld]))
+        assert merged.person_id == bush and merged.name == "George W. Bush" and merged.media_count == 6
+        photos = [i.face_id for i in stub.GetPerson(pb.GetPersonRequest(person_id=bush)).answer.images]
+        rumsfelds = [f for f in photos if f in {i.face_id for i in search(stub, lfw(RUMSFELD, 5)).images}]
+        assert len(rumsfelds) == 2
+        split = stub.MoveToPerson(pb.MoveToPersonRequest(unit_ids=rumsfelds, name="Donald Rumsfeld"))
+        assert split.name == "Donald Rumsfeld" and split.units == 2
+        assert answers(stub)[bush] == {"clip_a.mp4", "clip_b.mp4", "bush_2.jpg", "bush_5.jpg"}
+
+        # "This is Colin Powell" from a search result: any face of the segment stands for its track.
+        segment = search(stub, lfw(POWELL, 5)).videos[0].segments[0]
+        powell = stub.MoveToPerson(pb.MoveToPersonRequest(unit_ids=[segment.best_face_id], name="Colin Powell"))
+        assert answers(stub)[powell.person_id] >= {"clip_b.mp4"}
+        again = stub.MoveToPerson(pb.MoveToPersonRequest(unit_ids=[segment.track_id], name="colin powell"))
+        assert again.person_id == powell.person_id  # the name's person, not a second one
+        assert rpc_error(stub.MoveToPerson, pb.MoveToPersonRequest(unit_ids=["f" * 64 + ":0:0"], person_id=bush)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "FACE_NOT_FOUND",
+        )
+
+        # A deleted photo leaves its person.
+        bush_5 = next(m for m in stub.ListMedia(pb.ListMediaRequest()).media if m.uri.endswith("bush_5.jpg"))
+        stub.DeleteMedia(pb.DeleteMediaRequest(media_id=bush_5.media_id))
+        assert "bush_5.jpg" not in answers(stub)[bush]
+        metrics = urllib.request.urlopen(r.metrics_url, timeout=10).read().decode()
+        assert 'rvs_people_units_total{outcome="joined"}' in metrics
+        before = answers(stub)
+    finally:
+        r.channel.close()
+        r.app.stop()
+
+    # Restarted: the same people, names and placements; nothing clustered twice.
+    r = start(s, watch)
+    try:
+        time.sleep(2.0)  # a few clustering passes
+        assert answers(r.stub) == before
+        names = {p.name for p in r.stub.ListPeople(pb.ListPeopleRequest(named_only=True)).people}
+        assert names == {"George W. Bush", "Donald Rumsfeld", "Colin Powell"}
+    finally:
+        r.channel.close()
+        r.app.stop()
