@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from rvs.cli.main import main
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
@@ -45,6 +46,15 @@ def person_with(stub: rvs_pb2_grpc.SearchServiceStub, name: str, timeout_s: floa
     raise AssertionError(f"no person with {name} after {timeout_s} s: {answers(stub)}")
 
 
+def cli(capsys: pytest.CaptureFixture[str], port: int, *argv: str) -> tuple[int, str, str]:
+    """`rvs ARGV...` against the running service: exit status, stdout, stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--target", f"127.0.0.1:{port}"])
+    out = capsys.readouterr()
+    return int(done.value.code or 0), out.out, out.err
+
+
 def rpc_error(call: object, request: object) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         call(request, timeout=30)  # type: ignore[operator]
@@ -52,7 +62,7 @@ def rpc_error(call: object, request: object) -> tuple[grpc.StatusCode, str]:
 
 
 def test_people_found_named_searched_merged_split_and_kept(
-    tmp_path_factory: pytest.TempPathFactory, milvus_uri: str
+    tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s, watch = corpus_env(tmp_path_factory, milvus_uri, "people")
     for name, (person, n) in EXTRA.items():
@@ -94,6 +104,15 @@ def test_people_found_named_searched_merged_split_and_kept(
             grpc.StatusCode.NOT_FOUND,
             "PERSON_NOT_FOUND",
         )
+        # The same from the command line.
+        port = r.app.query.port  # type: ignore[union-attr]
+        code, out, _ = cli(capsys, port, "people")
+        assert code == 0 and f"{bush}  George W. Bush: 9 face(s) in 4 photo(s)/video(s)" in out
+        code, out, _ = cli(capsys, port, "search", "--person", "GEORGE W. BUSH")
+        assert code == 0 and "clip_a.mp4" in out and "bush_2.jpg" in out
+        code, _, err = cli(capsys, port, "people", "name", rumsfeld, "George W. Bush")
+        assert code == 1 and "NAME_TAKEN" in err
+        assert cli(capsys, port, "people", "show")[0] == 2  # no person given
         unknown = "person-" + "0" * 16
         assert rpc_error(stub.GetPerson, pb.GetPersonRequest(person_id=unknown))[1] == "PERSON_NOT_FOUND"
         assert rpc_error(stub.GetPerson, pb.GetPersonRequest(person_id="x"))[1] == "INVALID_PARAMETER"

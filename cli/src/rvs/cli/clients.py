@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from rvs.cli import status_view
 from rvs.core.media.kinds import KIND_FILTERS, media_kind
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
+
+# A person's id (rvs.query.people.directory): `rvs search --person` takes an id or a name.
+PERSON_ID = re.compile(r"person-[0-9a-f]{16}")
 
 
 def _rpc_error(exc: Any) -> str:
@@ -80,8 +84,23 @@ class Rpc:
     def get_reindex(self) -> pb.ReindexStatus:
         return self.stub.GetReindex(pb.GetReindexRequest(), timeout=self.timeout, metadata=self.metadata)
 
+    def list_people(self, request: pb.ListPeopleRequest) -> pb.ListPeopleResponse:
+        return self.stub.ListPeople(request, timeout=self.timeout, metadata=self.metadata)
 
-def _calling(command: str, args: argparse.Namespace, body: Callable[[Rpc], None]) -> int:
+    def get_person(self, request: pb.GetPersonRequest) -> pb.GetPersonResponse:
+        return self.stub.GetPerson(request, timeout=self.timeout, metadata=self.metadata)
+
+    def update_person(self, request: pb.UpdatePersonRequest) -> pb.Person:
+        return self.stub.UpdatePerson(request, timeout=self.timeout, metadata=self.metadata)
+
+    def merge_people(self, request: pb.MergePeopleRequest) -> pb.Person:
+        return self.stub.MergePeople(request, timeout=self.timeout, metadata=self.metadata)
+
+    def move_to_person(self, request: pb.MoveToPersonRequest) -> pb.Person:
+        return self.stub.MoveToPerson(request, timeout=self.timeout, metadata=self.metadata)
+
+
+def calling(command: str, args: argparse.Namespace, body: Callable[[Rpc], None]) -> int:
     """Run `body` with the RPCs; an RPC error is `rvs <command>: ...` on stderr (status 1), Ctrl-C 130."""
     with _channel(args) as channel:
         try:
@@ -100,9 +119,9 @@ def _fmt_time(ms: int) -> str:
 
 
 def search(args: argparse.Namespace) -> int:
-    named = [n for n in (args.photo, args.face_id, args.track_id) if n]
+    named = [n for n in (args.photo, args.face_id, args.track_id, args.person) if n]
     if len(named) != 1:
-        print("rvs search: give one of PHOTO (or a clip), --face-id, --track-id", file=sys.stderr)
+        print("rvs search: give one of PHOTO (or a clip), --face-id, --track-id, --person", file=sys.stderr)
         return 2
     # What a photo search and a clip search share: the threshold, the filters and top_k.
     options: dict[str, Any] = {
@@ -119,6 +138,11 @@ def search(args: argparse.Namespace) -> int:
         request.face_id = args.face_id
     elif args.track_id:
         request.track_id = args.track_id
+    elif args.person:
+        if PERSON_ID.fullmatch(args.person):
+            request.person_id = args.person
+        else:
+            request.person_name = args.person
     else:
         try:
             data = Path(args.photo).read_bytes()
@@ -127,27 +151,27 @@ def search(args: argparse.Namespace) -> int:
             return 2
         if media_kind(args.photo) == pb.MEDIA_KIND_VIDEO:
             clip = pb.SearchByVideoRequest(video=data, **options)
-            return _calling("search", args, lambda rpc: _clip(rpc, clip, args.json))
+            return calling("search", args, lambda rpc: _clip(rpc, clip, args.json))
         request.image = data
 
     def body(rpc: Rpc) -> None:
         response = rpc.search(request)
         if args.json:
-            print(_json(response))
+            print(json_text(response))
         else:
             print_matches(response)
 
-    return _calling("search", args, body)
+    return calling("search", args, body)
 
 
-def _json(message: Message) -> str:
+def json_text(message: Message) -> str:
     return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
 
 
 def _clip(rpc: Rpc, request: pb.SearchByVideoRequest, as_json: bool) -> None:
     response = rpc.search_by_video(request)
     if as_json:
-        print(_json(response))
+        print(json_text(response))
         return
     print(
         f"{response.tracks_found} person(s) in the clip ({response.samples} samples); "
@@ -155,7 +179,7 @@ def _clip(rpc: Rpc, request: pb.SearchByVideoRequest, as_json: bool) -> None:
     )
     for k, track in enumerate(response.tracks):
         print(f"\nPerson {k + 1}: {_fmt_time(track.start_ms)} - {_fmt_time(track.end_ms)} in the clip")
-        _print_hits(track.answer)
+        print_hits(track.answer)
 
 
 def print_matches(response: pb.SearchResponse) -> None:
@@ -169,10 +193,10 @@ def print_matches(response: pb.SearchResponse) -> None:
         )
     else:
         print(f"Searched with an indexed face; model {response.model}, min_score {response.min_score:.2f}")
-    _print_hits(response)
+    print_hits(response)
 
 
-def _print_hits(response: pb.SearchResponse) -> None:
+def print_hits(response: pb.SearchResponse) -> None:
     if not response.matched:
         print("No match: nobody in the index scores above the threshold.")
         return
@@ -237,7 +261,7 @@ def status(args: argparse.Namespace) -> int:
         else:
             status_view.print_table(fetch(), print, fetch_reindex())
 
-    return _calling("status", args, body)
+    return calling("status", args, body)
 
 
 def reindex(args: argparse.Namespace) -> int:
@@ -263,4 +287,4 @@ def reindex(args: argparse.Namespace) -> int:
         if args.wait and args.json:
             show(state)
 
-    return _calling("reindex", args, body)
+    return calling("reindex", args, body)

@@ -90,6 +90,12 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return clients.reindex(args)
 
 
+def cmd_people(args: argparse.Namespace) -> int:
+    from rvs.cli import people
+
+    return people.run(args)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rvs.cli.evaluation import command
 
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--face", type=int, default=None, help="which query face to use (default: largest)")
     search.add_argument("--face-id", help="find this person: search with an indexed face (a result's face id)")
     search.add_argument("--track-id", help="find this person: search with an indexed track (a segment's track id)")
+    search.add_argument("--person", help="find a person of `rvs people`: by id, or by name (case-insensitive)")
     search.add_argument("--reject-face", action="append", default=[], metavar="ID", help="not this person (repeat)")
     search.add_argument("--reject-track", action="append", default=[], metavar="ID", help="not this person (repeat)")
     search.add_argument("--json", action="store_true", help="print the response as JSON")
@@ -199,7 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--interval", type=float, default=2.0, help="seconds between progress checks (default 2)")
     reindex.set_defaults(func=cmd_reindex)
 
-    for client in (search, status, reindex):
+    people = sub.add_parser("people", help="the people found in the index: list, show, name, merge, move faces")
+    people.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "show", "name", "merge", "move"],
+        default="list",
+        help="list; show PERSON; name PERSON NAME; merge INTO PERSON...; move UNIT... --to PERSON|--name NAME",
+    )
+    people.add_argument("args", nargs="*", help="the action's arguments (person ids, a name, face or track ids)")
+    people.add_argument("--to", help="move: to this person (id)")
+    people.add_argument("--name", help="move: to the person of this name (a new one if nobody has it)")
+    people.add_argument("--named", action="store_true", help="list: named people only")
+    people.add_argument("--json", action="store_true", help="print the response as JSON")
+    people.set_defaults(func=cmd_people)
+
+    for client in (search, status, reindex, people):
         client.add_argument("--target", default=DEFAULT_TARGET, help=f"query service (default {DEFAULT_TARGET})")
         client.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
         client.add_argument("--tls", action="store_true", help="connect with TLS (system trust store)")
