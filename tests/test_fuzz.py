@@ -134,8 +134,8 @@ ids = st.one_of(st.text(max_size=80), well_formed, well_formed, well_formed)
 
 @st.composite
 def requests(draw: st.DrawFn, face: bytes) -> pb.SearchRequest:
-    """Search requests around `face`, a real photo that Search finds a face in, or by face or track id,
-    with or without rejections."""
+    """Search requests around `face`, a real photo that Search finds a face in, or by face, track or
+    person id or name, with or without rejections."""
     request = draw(
         st.builds(
             pb.SearchRequest,
@@ -151,7 +151,7 @@ def requests(draw: st.DrawFn, face: bytes) -> pb.SearchRequest:
             rejected_track_ids=st.sampled_from([[], [], [], []]) | st.lists(ids, max_size=2),
         )
     )
-    query = draw(st.sampled_from(["image", "image", "image", "face_id", "track_id"]))
+    query = draw(st.sampled_from(["image", "image", "image", "face_id", "track_id", "person_id", "person_name"]))
     if query == "image":
         request.image = draw(st.one_of(images, st.just(face)))
     else:

@@ -49,6 +49,15 @@ def names(resp: pb.SearchResponse) -> set[str]:
     return {Path(h.uri).name for h in (*resp.images, *resp.videos)}
 
 
+def person_in(stub: rvs_pb2_grpc.SearchServiceStub, name: str) -> str | None:
+    """The person whose videos include the file `name`, once clustered."""
+    for person in stub.ListPeople(pb.ListPeopleRequest(), timeout=30).people:
+        answer = stub.GetPerson(pb.GetPersonRequest(person_id=person.person_id), timeout=30).answer
+        if name in {Path(v.uri).name for v in answer.videos}:
+            return person.person_id
+    return None
+
+
 def test_embedded_reindex_to_another_model(tmp_path: Path, milvus_uri: str) -> None:
     watch, data = tmp_path / "watch", tmp_path / "data"
     watch.mkdir()
@@ -67,6 +76,10 @@ def test_embedded_reindex_to_another_model(tmp_path: Path, milvus_uri: str) -> N
         assert (before.model, names(before)) == (OLD, {"powell.jpg"})
         assert names(search(r.stub, speaker)) == {"d18.mp4"}
         assert reindex(r.stub).active_model == OLD
+        wait_for(lambda: person_in(r.stub, "d18.mp4") is not None, 60)
+        speaker_id = person_in(r.stub, "d18.mp4")
+        assert speaker_id is not None
+        r.stub.UpdatePerson(pb.UpdatePersonRequest(person_id=speaker_id, name="The speaker"), timeout=30)
         (watch / "bush.jpg").unlink()  # its source goes; the item stays catalogued
 
         with pytest.raises(grpc.RpcError) as unknown:
@@ -95,6 +108,11 @@ def test_embedded_reindex_to_another_model(tmp_path: Path, milvus_uri: str) -> N
         assert (done.target_model, done.last_model, done.items_total, done.items_done) == ("", NEW, 3, 2)
         assert [(Path(m.uri).name, m.reason) for m in done.missing] == [("bush.jpg", "SOURCE_GONE")]
         assert sorted(done.models) == [OLD, NEW]
+        # People are clustered again with the new model's vectors; the speaker keeps their name.
+        wait_for(lambda: r.stub.ListPeople(pb.ListPeopleRequest(), timeout=30).model == NEW, 60)
+        assert person_in(r.stub, "d18.mp4") == speaker_id
+        named = r.stub.ListPeople(pb.ListPeopleRequest(named_only=True), timeout=30).people
+        assert [(p.person_id, p.name) for p in named] == [(speaker_id, "The speaker")]
         after = search(r.stub, lfw(POWELL, 2))
         assert (after.model, names(after)) == (NEW, {"powell.jpg"})
         clip = search(r.stub, speaker)

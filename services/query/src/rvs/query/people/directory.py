@@ -92,6 +92,7 @@ class People:
             next_page_token=str(offset + len(people)) if more else "",
             total=total,
             unclustered=self.catalog.unclustered(),
+            model=self.catalog.clustered_model(),
         )
 
     def person(self, person_id: str) -> pb.Person:
