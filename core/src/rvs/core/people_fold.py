@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS person_units (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS person_units_person ON person_units (person_id, faces);
 CREATE INDEX IF NOT EXISTS person_units_media ON person_units (media_id);
+-- The deleted media, read by every query of units (_LIVE) without scanning the catalog.
+CREATE INDEX IF NOT EXISTS media_deleted ON media (media_id) WHERE deleted;
 CREATE TABLE IF NOT EXISTS people_media (
     media_id TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -159,36 +161,37 @@ def _merge(db: sqlite3.Connection, merged: pb.PeopleMerged, at: int) -> None:
 
 # --- reads -------------------------------------------------------------------------------------
 
-_PERSON = f"""
-SELECT p.person_id, p.name,
-    (SELECT COALESCE(SUM(u.faces), 0) FROM person_units u WHERE u.person_id=p.person_id AND {_LIVE}) AS faces,
-    (SELECT COUNT(*) FROM person_units u WHERE u.person_id=p.person_id AND {_LIVE}) AS units,
-    (SELECT COUNT(DISTINCT u.media_id) FROM person_units u WHERE u.person_id=p.person_id AND {_LIVE}) AS media,
-    (SELECT u.unit_id FROM person_units u WHERE u.person_id=p.person_id AND {_LIVE}
-        ORDER BY u.faces DESC, u.detection_score DESC, u.unit_id LIMIT 1) AS representative
-FROM people p WHERE p.merged_into = ''
+# People with their counts, in one pass over their units (a person without units is not listed).
+_PEOPLE = f"""
+SELECT p.person_id, p.name, SUM(u.faces) AS faces, COUNT(*) AS units, COUNT(DISTINCT u.media_id) AS media
+FROM people p JOIN person_units u ON u.person_id = p.person_id
+WHERE p.merged_into = '' AND {_LIVE}{{where}}
+GROUP BY p.person_id
 """
 
 
 def _to_person(db: sqlite3.Connection, row: sqlite3.Row) -> pb.Person:
+    """The person of a _PEOPLE row, with its representative: the most confident face of its largest unit."""
     person = pb.Person(
         person_id=row["person_id"], name=row["name"], faces=row["faces"], units=row["units"], media_count=row["media"]
     )
-    if row["representative"]:
-        u = db.execute("SELECT * FROM person_units WHERE unit_id=?", (row["representative"],)).fetchone()
-        x1, y1, x2, y2 = json.loads(u["box"])
-        person.media_id, person.kind, person.time_ms = u["media_id"], u["kind"], u["time_ms"]
-        person.box.CopyFrom(pb.Box(x1=x1, y1=y1, x2=x2, y2=y2))
-        person.face_id = u["unit_id"]
+    u = db.execute(
+        f"SELECT * FROM person_units u WHERE u.person_id=? AND {_LIVE}"
+        " ORDER BY u.faces DESC, u.detection_score DESC, u.unit_id LIMIT 1",
+        (row["person_id"],),
+    ).fetchone()
+    x1, y1, x2, y2 = json.loads(u["box"])
+    person.media_id, person.kind, person.time_ms = u["media_id"], u["kind"], u["time_ms"]
+    person.box.CopyFrom(pb.Box(x1=x1, y1=y1, x2=x2, y2=y2))
+    person.face_id = u["unit_id"]
     return person
 
 
 def person(db: sqlite3.Connection, person_id: str) -> pb.Person | None:
     """A person by id (a merged-away id gives the person it was merged into); None if unknown or
     without units."""
-    current = _current(db, person_id)
-    row = db.execute(_PERSON + " AND p.person_id=?", (current,)).fetchone()
-    return _to_person(db, row) if row and row["units"] else None
+    row = db.execute(_PEOPLE.format(where=" AND p.person_id=?"), (_current(db, person_id),)).fetchone()
+    return _to_person(db, row) if row else None
 
 
 def people(
@@ -201,9 +204,9 @@ def people(
     if name_prefix:
         where += " AND substr(p.name_key, 1, ?) = ?"
         args += [len(name_key(name_prefix)), name_key(name_prefix)]
-    listed = f"SELECT * FROM ({_PERSON}{where}) WHERE units > 0"
+    listed = _PEOPLE.format(where=where)
     total = db.execute(f"SELECT COUNT(*) FROM ({listed})", args).fetchone()[0]
-    rows = db.execute(f"{listed} ORDER BY faces DESC, person_id LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+    rows = db.execute(f"{listed} ORDER BY faces DESC, p.person_id LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
     return [_to_person(db, r) for r in rows], total
 
 
