@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from rvs.core import clustering
+from rvs.core.bus import BusUnavailable
 from rvs.core.catalog import Catalog
 from rvs.core.clock import now_ms
 from rvs.core.clustering import ClusterRules, Unit
@@ -70,9 +71,9 @@ class PeopleJob:
             try:
                 while self.run_once() and not self._stop.is_set():
                     pass  # a backlog: the next batch at once
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, BusUnavailable) as exc:  # nothing recorded is lost: done again
                 log.warning(
-                    "people: the index is unavailable, clustering again in %.0f s: %s",
+                    "people: clustering again in %.0f s: %s",
                     self.settings.people_interval_s,
                     exc,
                 )
@@ -99,10 +100,16 @@ class PeopleJob:
         media = self.catalog.unclustered_media(store.model, 1_000_000 if again else self.settings.people_batch_media)
         if not media:
             return 0
-        new = [pair for media_id, kind in media for pair in self.units.of_media(store, media_id, kind)]
+        earlier = {} if again else self.catalog.placed_units(store.model)
+        # Units recorded by a pass cut short (the bus failed before its media were marked) are placed.
+        new = [
+            (u, v)
+            for media_id, kind in media
+            for u, v in self.units.of_media(store, media_id, kind)
+            if u.unit_id not in earlier
+        ]
         protos_new = {u.unit_id: u for u, _ in new}
         self._vectors.update((u.unit_id, v) for u, v in new)
-        earlier = {} if again else self.catalog.placed_units(store.model)
         people, loose = self._members(store, earlier)
         # Only units still placed are kept: those of deleted media leave with them.
         self._vectors = {k: v for k, v in self._vectors.items() if k in earlier or k in protos_new}
