@@ -110,6 +110,24 @@ def _pairs_above(a: np.ndarray, b: np.ndarray, bar: float) -> Iterator[tuple[np.
         yield rows + start, cols, sims[rows, cols]
 
 
+def _graph(vectors: np.ndarray, bar: float) -> sparse.csr_matrix:
+    """The pairs of `vectors` at least `bar` similar, as a symmetric sparse matrix of cosine distances.
+    Only the upper triangle is computed (half the work), then mirrored: the matrix is symmetric even
+    where rounding would make sims[i, j] and sims[j, i] fall either side of the bar."""
+    n = len(vectors)
+    found = []
+    for start in range(0, n, BLOCK_ROWS):
+        sims = vectors[start : start + BLOCK_ROWS] @ vectors[start:].T
+        rows, cols = np.nonzero(np.triu(sims >= bar))  # cols from `start`: the block's diagonal is (i, i)
+        found.append((rows + start, cols + start, sims[rows, cols]))
+    rows, cols, sims = (np.concatenate(x) for x in zip(*found, strict=True))
+    off = rows != cols
+    distances = np.maximum(1.0 - sims.astype(np.float64), MIN_DISTANCE)
+    return sparse.csr_matrix(
+        (np.r_[distances, distances[off]], (np.r_[rows, cols[off]], np.r_[cols, rows[off]])), shape=(n, n)
+    )
+
+
 def _join(people: Mapping[str, Sequence[Unit]], candidates: list[Unit], rules: ClusterRules) -> dict[str, str]:
     """Each candidate's person, for the candidates that pass the bar with enough of one person's members."""
     person_ids = sorted(people)
@@ -149,10 +167,7 @@ def _form(units: list[Unit], rules: ClusterRules) -> tuple[list[list[str]], list
     """New people among `units` (sorted by key), and the keys left loose."""
     if not units:
         return [], []
-    vectors = _matrix(units)
-    rows, cols, sims = (np.concatenate(x) for x in zip(*_pairs_above(vectors, vectors, rules.min_score), strict=True))
-    distances = np.maximum(1.0 - sims.astype(np.float64), MIN_DISTANCE)
-    graph = sparse.csr_matrix((distances, (rows, cols)), shape=(len(units), len(units)))
+    graph = _graph(_matrix(units), rules.min_score)
     weights = np.array([u.faces for u in units], np.float64)
     # The graph holds only the pairs above the bar, so every stored edge is a neighbour (an eps of 2,
     # the largest cosine distance, rather than 1 - bar, which rounding could put just below an edge).
