@@ -151,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=cmd_search)
 
-    evaluate = sub.add_parser("eval", help="measure search quality on labelled photos or clips")
+    evaluate = sub.add_parser("eval", help="measure search (or people clustering) quality on labelled photos or clips")
     evaluate.add_argument(
         "what",
-        choices=["images", "videos", "synth"],
-        help="images DIR (LFW layout), videos MANIFEST, or synth OUT_DIR (writes clips with known times, a manifest)",
+        choices=["images", "videos", "people", "synth"],
+        help="images DIR (LFW layout), videos MANIFEST, people DIR (LFW layout: clustering), or synth OUT_DIR "
+        "(writes clips with known times, a manifest)",
     )
     evaluate.add_argument(
         "path", help="Person_Name/*.jpg folder, a JSON manifest of clips and query photos, or synth's output folder"
@@ -167,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(sface+yunet)",
     )
     evaluate.add_argument("--weights-path", type=Path, default=None, help="weights file for the facenet models")
-    evaluate.add_argument("--people", type=int, default=None, help="images: first N people with 2+ photos")
+    evaluate.add_argument(
+        "--people", type=int, default=None, help="images: first N people with 2+ photos; people: N with 4+ (200)"
+    )
     evaluate.add_argument("--no-pairs", action="store_true", help="images: skip pairs.txt verification")
     evaluate.add_argument("--pair-folds", type=int, default=None, help="images: use only the first N folds")
     evaluate.add_argument("--milvus-uri", default="", help="Milvus to use (default: a temporary embedded one)")

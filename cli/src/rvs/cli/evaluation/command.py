@@ -1,6 +1,7 @@
 """`rvs eval images DIR` / `rvs eval videos MANIFEST`: one row per model, written (.md, .json, .png) and
-printed. Without --milvus-uri a temporary embedded Milvus holds the vectors. `rvs eval synth OUT_DIR`
-writes the synthetic clips and their manifest (rvs.cli.evaluation.synth)."""
+printed. Without --milvus-uri a temporary embedded Milvus holds the vectors. `rvs eval people DIR`
+(clustering, rvs.cli.evaluation.people) needs no Milvus and writes .md and .json. `rvs eval synth
+OUT_DIR` writes the synthetic clips and their manifest (rvs.cli.evaluation.synth)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.what == "people":
+        return _people(args, models, out)
     work = Path(tempfile.mkdtemp(prefix="rvs-eval-"))
     milvus = None if args.milvus_uri else EmbeddedMilvus(work / "milvus", free_port())
 
@@ -83,6 +86,31 @@ def _synth(out: Path, lfw: Path) -> int:
         print(f"rvs eval synth: {exc}", file=sys.stderr)
         return 1
     print(manifest)
+    return 0
+
+
+def _people(args: argparse.Namespace, models: list[str], out: Path) -> int:
+    from rvs.cli.evaluation import people
+    from rvs.core.faces.pipeline import FacePipeline
+
+    results = []
+    try:
+        for model in models:
+            pipeline = FacePipeline(ModelSettings(**pairing(model), weights_path=args.weights_path))
+            pipeline.load()
+            progress = (lambda _: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+            results.append(people.evaluate(Path(args.path), pipeline, args.people or people.DEFAULT_PEOPLE, progress))
+    except (ModelUnavailable, OSError, ValueError) as exc:
+        print(f"rvs eval: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        logging.shutdown()
+    table, payload = people.table(results), report.as_json(results)
+    out.with_suffix(".md").write_text(table + "\n")
+    out.with_suffix(".json").write_text(payload + "\n")
+    print(payload if args.json else table)
+    if not args.json:
+        print(f"\nwrote {out.with_suffix('.md')}, {out.with_suffix('.json')}", file=sys.stderr)
     return 0
 
 

@@ -67,11 +67,12 @@ def list_photos(root: Path, people: int | None = None) -> list[Photo]:
         several = [n for n, ps in by_person.items() if len(ps) >= 2][:people]
         single = [n for n, ps in by_person.items() if len(ps) == 1][:people]
         by_person = {n: by_person[n] for n in sorted(several + single)}
-    return [
-        Photo(p, person, hashlib.sha256(str(p.relative_to(root)).encode()).hexdigest())
-        for person, paths in by_person.items()
-        for p in paths
-    ]
+    return [photo(root, p, person) for person, paths in by_person.items() for p in paths]
+
+
+def photo(root: Path, path: Path, person: str) -> Photo:
+    """A photo under root, its media id the sha256 of its path relative to root."""
+    return Photo(path, person, hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest())
 
 
 def _centre_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:

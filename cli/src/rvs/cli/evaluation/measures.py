@@ -84,3 +84,37 @@ def pr_curve(scores: np.ndarray, relevant: np.ndarray, n_relevant: int, threshol
         precision.append(found / int(np.sum(kept)) if np.any(kept) else 1.0)
         recall.append(found / n_relevant if n_relevant else 0.0)
     return Curve([float(t) for t in thresholds], precision, recall)
+
+
+@dataclass
+class Grouping:
+    """How well predicted groups match true labels: pairwise (over pairs of items, so large people
+    weigh more) and BCubed (over items). An item in no group counts as a group of its own."""
+
+    pairwise_precision: float
+    pairwise_recall: float
+    pairwise_f1: float
+    bcubed_precision: float
+    bcubed_recall: float
+    bcubed_f1: float
+
+
+def grouping(predicted: Sequence[str], truth: Sequence[str]) -> Grouping:
+    """`predicted[i]` is item i's group ("" for none), `truth[i]` its true label."""
+    groups = [g if g else f"\0single {i}" for i, g in enumerate(predicted)]
+    _, group = np.unique(groups, return_inverse=True)
+    _, label = np.unique(np.asarray(truth), return_inverse=True)
+    both = np.unique(group * (label.max() + 1) + label, return_inverse=True)[1]
+    n_both = np.bincount(both)[both]  # items sharing item i's group and label (i included)
+    n_group = np.bincount(group)[group]
+    n_label = np.bincount(label)[label]
+    # Each item counts the others in its group: summed over items, that is twice the pairs.
+    together, same_group, same_label = (float(np.sum(n - 1)) for n in (n_both, n_group, n_label))
+    pp = together / same_group if same_group else 1.0
+    pr = together / same_label if same_label else 1.0
+    bp, br = float(np.mean(n_both / n_group)), float(np.mean(n_both / n_label))
+    return Grouping(pp, pr, _f1(pp, pr), bp, br, _f1(bp, br))
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
