@@ -448,6 +448,7 @@ def secured(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secu
             "tls_key_file": key,
             "max_message_bytes": 256 * 1024,
             "max_query_video_bytes": 128 * 1024,
+            "people_clustering": False,  # one clustering job per index: the first instance's
         }
     )
     service = QueryService(settings, app.query_pipeline, app.store, app.catalog, CollectorRegistry())
