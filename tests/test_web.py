@@ -17,8 +17,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from embedded_app import Running, settings, start, wait_done
 from exposition import missing
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Request
+    from playwright.sync_api import Browser, Locator, Page, Request
 
 pytestmark = pytest.mark.e2e
 
@@ -79,9 +80,15 @@ class Web:
     running: Running
     url: str
     ids: dict[str, str]  # file name -> media id
+    clustered: dict[str, set[str]] = field(default_factory=dict)  # file name -> its people, before any edit
 
     def get(self, path: str, **kw: Any) -> tuple[int, Message, bytes]:
         return fetch(self.url + path, **kw)
+
+    def post(self, path: str, body: object) -> tuple[int, Any]:
+        """POST a JSON body; the status and the JSON answer."""
+        status, _, answer = self.get(path, data=json.dumps(body).encode(), method="POST")
+        return status, json.loads(answer)
 
 
 def fetch(
@@ -116,15 +123,46 @@ def web(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[W
     s = settings(
         watch, tmp_path_factory.mktemp("data"), free_port(), free_port(), milvus_uri, f"web_{int(time.time())}", port
     )
-    # Few rejections per query, so that the page meets the engine's limit.
-    s = s.model_copy(update={"query": QuerySettings(**s.query.model_dump() | {"max_rejections": MAX_REJECTIONS})})
+    # Few rejections per query, so that the page meets the engine's limit; people clustered soon after ingest.
+    query = s.query.model_dump() | {"max_rejections": MAX_REJECTIONS, "people_interval_s": 0.5}
+    s = s.model_copy(update={"query": QuerySettings(**query)})
     running = start(s, watch)
     try:
         listed = wait_done(running.stub, expected=5)
-        yield Web(running, f"http://127.0.0.1:{port}", {Path(m.uri).name: m.media_id for m in listed})
+        web = Web(running, f"http://127.0.0.1:{port}", {Path(m.uri).name: m.media_id for m in listed})
+        web.clustered = wait_clustered(web, "d18.mp4", "d19.jpg")
+        yield web
     finally:
         running.channel.close()
         running.app.stop()
+
+
+def people_of_media(web: Web) -> dict[str, set[str]]:
+    """File name -> the people its photo face or video tracks are in now."""
+    status, _, body = web.get("/api/people?page_size=1000")
+    assert status == 200, body
+    names = {media_id: name for name, media_id in web.ids.items()}
+    found: dict[str, set[str]] = {}
+    for person in json.loads(body)["people"]:
+        answer = person_json(web, person["personId"])["answer"]
+        for hit in [*answer["images"], *answer["videos"]]:
+            found.setdefault(names[hit["mediaId"]], set()).add(person["personId"])
+    return found
+
+
+def wait_clustered(web: Web, *names: str, timeout_s: float = 60) -> dict[str, set[str]]:
+    """People of media once the clustering job has placed each of `names` in someone."""
+    deadline = time.monotonic() + timeout_s
+    while not set(names) <= set(found := people_of_media(web)):
+        assert time.monotonic() < deadline, f"{names} not clustered after {timeout_s} s: {found}"
+        time.sleep(0.3)
+    return found
+
+
+def person_json(web: Web, person_id: str) -> dict[str, Any]:
+    status, _, body = web.get(f"/api/people/{person_id}")
+    assert status == 200, body
+    return dict(json.loads(body))
 
 
 def search_json(web: Web, photo: Path, query: str = "") -> dict[str, Any]:
@@ -262,6 +300,126 @@ def test_status_lists_every_item_with_progress(web: Web) -> None:
     assert len(page["media"]) == 3 and page["nextPageToken"] == "3"
 
 
+def units_found(web: Web, photo: Path, min_score: float = 0.85) -> dict[str, list[str]]:
+    """File name -> the face (photos) or tracks (videos' segments) a search with `photo` finds: ids to
+    name and move, whatever people other tests made of them."""
+    result = search_json(web, photo, f"?min_score={min_score}")["result"]
+    names = {media_id: name for name, media_id in web.ids.items()}
+    found = {names[i["mediaId"]]: [i["faceId"]] for i in result["images"]}
+    found |= {names[v["mediaId"]]: [s["trackId"] for s in v["segments"]] for v in result["videos"]}
+    return found
+
+
+def unique(name: str) -> str:
+    """A name of this test's own: other tests' names and merges leave it alone."""
+    return f"{name} {uuid.uuid4().hex[:6]}"
+
+
+def test_people_are_clustered_listed_and_opened(web: Web) -> None:
+    # Right after ingest (the fixture looked before any test edits), the photo d19.jpg and the man's
+    # track in d18.mp4 are one person.
+    assert len(web.clustered["d19.jpg"]) == 1 and web.clustered["d19.jpg"] <= web.clustered["d18.mp4"]
+    status, _, body = web.get("/api/people")
+    assert status == 200, body
+    listed = json.loads(body)
+    assert listed["total"] == len(listed["people"]) >= 1 and listed["nextPageToken"] == ""
+    for person in listed["people"]:
+        assert person["personId"].startswith("person-") and person["faces"] >= 1 and person["mediaCount"] >= 1
+        assert person["faceId"] and float(person["box"]["x2"]) > float(person["box"]["x1"])
+    assert [p["faces"] for p in listed["people"]] == sorted((p["faces"] for p in listed["people"]), reverse=True)
+
+    # One code path: the page's person is the GetPerson RPC's, in the proto's canonical JSON.
+    person_id = listed["people"][0]["personId"]
+    got = json_format.ParseDict(person_json(web, person_id), pb.GetPersonResponse())
+    assert got == web.running.stub.GetPerson(pb.GetPersonRequest(person_id=person_id), timeout=60)
+    assert got.answer.images or got.answer.videos
+
+    unknown = "person-" + "0" * 16
+    for path, expected in [
+        (f"/api/people/{unknown}", (404, "PERSON_NOT_FOUND")),
+        ("/api/people/someone", (400, "INVALID_PARAMETER")),
+        ("/api/people?page_token=later", (400, "INVALID_PARAMETER")),
+        ("/api/people?page_size=0", (400, "INVALID_PARAMETER")),
+    ]:
+        status, _, body = web.get(path)
+        assert (status, reason(body)) == expected, path
+    # Opening a person scores all of its faces: another site's page may not make the browser ask.
+    status, _, body = web.get(f"/api/people/{person_id}", headers={"Sec-Fetch-Site": "cross-site"})
+    assert (status, reason(body)) == (403, "CROSS_ORIGIN")
+
+
+def test_people_are_named_split_merged_and_searched_over_http(web: Web) -> None:
+    found = units_found(web, media(*D19))
+    face, track = found["d19.jpg"][0], found["d18.mp4"][0]
+    name, renamed = unique("Man"), unique("Renamed")
+
+    # "This is <name>": a name nobody has makes a person of it; the same name again is that person.
+    status, man = web.post("/api/people/move", {"unitIds": [face], "name": name})
+    assert status == 200 and man["name"] == name and man["units"] == 1, man
+    status, again = web.post("/api/people/move", {"unitIds": [track], "name": name.upper()})
+    assert (status, again["personId"], again["units"], again["mediaCount"]) == (200, man["personId"], 2, 2)
+    answer = person_json(web, man["personId"])["answer"]
+    assert [i["faceId"] for i in answer["images"]] == [face]
+    assert [s["trackId"] for v in answer["videos"] for s in v["segments"]] == [track]
+
+    status, person = web.post(f"/api/people/{man['personId']}", {"name": renamed})
+    assert (status, person["name"]) == (200, renamed)
+    status, _, body = web.get(f"/api/people?named_only=true&name_prefix={urllib.parse.quote(renamed.lower())}")
+    assert [p["personId"] for p in json.loads(body)["people"]] == [man["personId"]]
+
+    # Searched by person, by id or by name: the Search RPC's answer.
+    by_id = pb.SearchRequest(person_id=man["personId"])
+    for query in (f"person_id={man['personId']}", f"person_name={urllib.parse.quote(renamed.upper())}"):
+        status, _, body = web.get(f"/api/similar?{query}", data=b"", method="POST")
+        assert status == 200, body
+        result = json_format.ParseDict(json.loads(body)["result"], pb.SearchResponse())
+        assert result == web.running.stub.Search(by_id, timeout=60), query
+        assert {"d18.mp4", "d19.jpg"} <= {Path(h.uri).name for h in [*result.images, *result.videos]}
+
+    # Split: the track to a new, unnamed person; which cannot take a name someone has.
+    status, other = web.post("/api/people/move", {"unitIds": [track]})
+    assert status == 200 and other["name"] == "" and other["personId"] != man["personId"], other
+    status, error = web.post(f"/api/people/{other['personId']}", {"name": renamed.lower()})
+    assert (status, error["error"]["details"][0]["reason"]) == (400, "NAME_TAKEN")
+    assert "merge the two people instead" in error["error"]["message"]
+
+    # Merged again: the other person is no longer listed; its id (a link to it) opens the one merged into.
+    status, merged = web.post(f"/api/people/{man['personId']}/merge", {"people": [other["personId"]]})
+    assert (status, merged["personId"], merged["name"], merged["mediaCount"]) == (200, man["personId"], renamed, 2)
+    listed = json.loads(web.get("/api/people?page_size=1000")[2])["people"]
+    assert other["personId"] not in {p["personId"] for p in listed}
+    assert person_json(web, other["personId"])["person"]["personId"] == man["personId"]
+    status, moved = web.post("/api/people/move", {"unitIds": [track], "personId": man["personId"]})
+    assert (status, moved["personId"], moved["units"]) == (200, man["personId"], 2)
+
+
+def test_people_edits_refused_with_their_reasons(web: Web) -> None:
+    face = units_found(web, media(*D19))["d19.jpg"][0]
+    unknown = "person-" + "0" * 16
+    cases: list[tuple[str, object, tuple[int, str]]] = [
+        ("/api/people/move", {"unitIds": ["f" * 64 + ":0:0"], "name": unique("Nobody")}, (404, "FACE_NOT_FOUND")),
+        ("/api/people/move", {"unitIds": [face], "personId": unknown}, (404, "PERSON_NOT_FOUND")),
+        ("/api/people/move", {"unitIds": [face], "personId": unknown, "name": "X"}, (400, "INVALID_PARAMETER")),
+        ("/api/people/move", {"unitIds": [], "name": "X"}, (400, "INVALID_PARAMETER")),
+        ("/api/people/move", {"unitIds": [face], "name": "a\x00b"}, (400, "INVALID_NAME")),
+        ("/api/people/move", {"unitIds": face}, (400, "INVALID_PARAMETER")),
+        (f"/api/people/{unknown}", {"name": "X"}, (404, "PERSON_NOT_FOUND")),
+        (f"/api/people/{unknown}", {"nom": "X"}, (400, "INVALID_PARAMETER")),
+        (f"/api/people/{unknown}", {}, (400, "INVALID_PARAMETER")),
+        (f"/api/people/{unknown}/merge", {"people": [unknown]}, (404, "PERSON_NOT_FOUND")),
+    ]
+    for path, body, expected in cases:
+        status, answer = web.post(path, body)
+        assert (status, answer["error"]["details"][0]["reason"]) == expected, (path, body, answer)
+    status, _, answer = web.get("/api/people/move", data=b"not json", method="POST")
+    assert (status, reason(answer)) == (400, "INVALID_PARAMETER")
+    for query in (f"person_name={urllib.parse.quote(unique('Nobody'))}", f"person_id={unknown}"):
+        status, _, answer = web.get(f"/api/similar?{query}", data=b"", method="POST")
+        assert (status, reason(answer)) == (404, "PERSON_NOT_FOUND"), query
+    status, _, answer = web.get(f"/api/similar?person_id={unknown}&face_id={face}", data=b"", method="POST")
+    assert (status, reason(answer)) == (400, "INVALID_PARAMETER")
+
+
 @dataclass
 class Secured:
     url: str
@@ -290,6 +448,7 @@ def secured(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secu
             "tls_key_file": key,
             "max_message_bytes": 256 * 1024,
             "max_query_video_bytes": 128 * 1024,
+            "people_clustering": False,  # one clustering job per index: the first instance's
         }
     )
     service = QueryService(settings, app.query_pipeline, app.store, app.catalog, CollectorRegistry())
@@ -788,6 +947,145 @@ def test_a_clip_too_large_or_undecodable_is_refused_clearly(web: Web, page: Page
         f"the clip is {limit + 1} bytes or more; the largest accepted is {limit} (RVS_MAX_QUERY_VIDEO_BYTES) "
         "(VIDEO_TOO_LARGE)"
     )
+
+
+def person_card(page: Page, person_id: str) -> Locator:
+    return page.locator(f'#people-list .person-card[data-person-id="{person_id}"]')
+
+
+def loaded(page: Page, img: Locator) -> None:
+    img.scroll_into_view_if_needed()  # lazy images load once in view
+    page.wait_for_function(LOADED, arg=img.element_handle())
+
+
+def test_people_view_shows_a_face_of_each_and_renames_one(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    # People of this test's own: obama.jpg's face (alone, clustering leaves it in nobody) and a
+    # track of Miranda's, each moved to a new person.
+    face = units_found(web, media(*OBAMA2))["obama.jpg"][0]
+    track = units_found(web, media(*MIRANDA))["short_hamilton_clip.mp4"][0]
+    (_, obama), (_, miranda) = (web.post("/api/people/move", {"unitIds": [unit]}) for unit in (face, track))
+    page.get_by_role("link", name="People", exact=True).click()
+    expect(page.get_by_role("link", name="People", exact=True)).to_have_attribute("aria-current", "page")
+    expect(page.locator("#search-view")).to_be_hidden()
+    card = person_card(page, obama["personId"])
+    expect(card.locator(".person-name")).to_have_text("Unnamed")
+    expect(card.locator(".counts")).to_have_text("1 face in 1 photo or video")
+    expect(page.locator("#people-summary")).to_contain_text("most faces first")
+    thumbnail = card.locator(".person-open img")
+    assert f"/api/media/{web.ids['obama.jpg']}/frame?" in str(thumbnail.get_attribute("src"))
+    for img in page.locator("#people-list .person-open img").all():
+        loaded(page, img)
+
+    label, name = f"Unnamed person {obama['personId'][-6:]}", unique("Barack Obama")
+    card.get_by_role("button", name=f"Rename {label}", exact=True).click()
+    field = card.get_by_role("textbox", name=f"New name for {label} (empty: unnamed)")
+    expect(field).to_be_focused()
+    field.fill(name)
+    field.press("Enter")
+    expect(page.locator("#people-status")).to_have_text(f"{label} is now {name}.")
+    expect(card.locator(".person-name")).to_have_text(name)
+    expect(card.locator(".person-open")).to_be_focused()
+    expect(page.locator(f'#people-names option[value="{name}"]')).to_have_count(1)
+
+    # Another person may not take the name: the form says why, and stays open.
+    other, other_label = person_card(page, miranda["personId"]), f"Unnamed person {miranda['personId'][-6:]}"
+    other.get_by_role("button", name=f"Rename {other_label}", exact=True).click()
+    other.get_by_role("textbox", name=f"New name for {other_label} (empty: unnamed)").fill(name.upper())
+    other.get_by_role("button", name="Save").click()
+    expect(other.locator(".inline-form .error")).to_contain_text("merge the two people instead (NAME_TAKEN)")
+    expect(other.locator(".person-name")).to_have_text("Unnamed")
+    page.keyboard.press("Escape")
+    expect(other.locator(".inline-form")).to_be_hidden()
+    screenshot(page, "people.png")
+
+
+def test_an_opened_person_shows_its_photo_and_segment_and_splits_merges_and_searches(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    found = units_found(web, media(*D19))
+    face, track = found["d19.jpg"][0], found["d18.mp4"][0]
+    name, split = unique("The man of d18"), unique("Split")
+    _, man = web.post("/api/people/move", {"unitIds": [face, track], "name": name})
+    page.goto(f"{web.url}/#/people/{man['personId']}")
+    panel = page.locator("#person-panel")
+    expect(page.locator("#person-title")).to_have_text(name)
+    expect(page.locator("#people-panel")).to_be_hidden()
+    # Drawn as a search answer is: the photo, the video's timeline and its segment with its best frame.
+    photo = panel.locator(f'.photo[data-media-id="{web.ids["d19.jpg"]}"]')
+    video = panel.locator(f'.video[data-media-id="{web.ids["d18.mp4"]}"]')
+    segment = video.locator(f'.segment-item[data-track-id="{track}"]')
+    expect(panel.locator(".photo, .segment-item")).to_have_count(2)
+    expect(video.locator(".timeline .segment")).to_have_count(1)
+    loaded(page, photo.locator("img"))
+    loaded(page, segment.locator("button.thumb img"))
+    screenshot(page, "person.png")
+
+    # Split: the segment to a new person, named as it goes.
+    segment.get_by_role("checkbox", name=re.compile(r"^Select d18\.mp4 .* to move$")).check()
+    page.get_by_label("Move the selected photos and segments to").fill(split)
+    page.get_by_role("button", name="Move", exact=True).click()
+    expect(page.locator("#person-status")).to_have_text(f"Moved 1 photo or segment to {split}.")
+    expect(segment).to_have_count(0)
+    expect(photo).to_be_visible()
+    page.locator("#person-status a").click()
+    expect(page.locator("#person-title")).to_have_text(split)
+    expect(segment).to_be_visible()
+    split_id = page.url.rsplit("/", 1)[1]
+
+    # Merged back from the list: into the one with more faces (the track's), which keeps its name.
+    page.get_by_role("link", name="← All people").click()
+    for label in (name, split):
+        page.get_by_role("checkbox", name=f"Select {label} to merge", exact=True).check()
+    page.get_by_role("button", name="Merge 2 people", exact=True).click()
+    expect(page.locator("#people-status")).to_have_text(f"Merged 2 people into {split}.")
+    expect(person_card(page, man["personId"])).to_have_count(0)
+    expect(person_card(page, split_id).locator(".counts")).to_contain_text("in 2 photos and videos")
+
+    # Searched for by person: the search view's answer.
+    person_card(page, split_id).locator(".person-open").click()
+    expect(panel.locator(".photo, .segment-item")).to_have_count(2)
+    page.get_by_role("button", name="Search for this person").click()
+    expect(page.locator("#searched")).to_have_text(f"Searched with {split}, a person of the index.")
+    expect(page.locator(f'#photos .photo[data-media-id="{web.ids["d19.jpg"]}"]')).to_be_visible()
+    expect(page.locator(f'#videos .video[data-media-id="{web.ids["d18.mp4"]}"]')).to_be_visible()
+
+
+def test_this_is_from_a_search_result_names_who_is_in_it(web: Web, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    obama_name, miranda_name = unique("Obama"), unique("Lin-Manuel Miranda")
+    page.set_input_files("#file", str(media(*OBAMA2)))
+    obama = page.locator(f'.photo[data-media-id="{web.ids["obama.jpg"]}"]')
+    obama.get_by_role("button", name="This is…: name the person in obama.jpg", exact=True).click()
+    field = obama.get_by_role("combobox", name="Who is in obama.jpg?")
+    expect(field).to_be_focused()
+    field.fill(obama_name)
+    with page.expect_request(lambda r: path_of(r.url) == "/api/people/move") as moved:
+        field.press("Enter")
+    assert moved.value.post_data_json == {"unitIds": [obama.get_attribute("data-face-id")], "name": obama_name}
+    expect(obama.locator(".named")).to_have_text(f"This is {obama_name}.")
+    expect(page.locator(f'#people-names option[value="{obama_name}"]')).to_have_count(1)
+
+    # A segment: its track.
+    page.set_input_files("#file", str(media(*MIRANDA)))
+    item = page.locator(f'.video[data-media-id="{web.ids["short_hamilton_clip.mp4"]}"] .segment-item').first
+    label = f"short_hamilton_clip.mp4 {item.locator('.when').inner_text()}"
+    item.get_by_role("button", name=f"This is…: name the person in {label}", exact=True).click()
+    item.get_by_role("combobox", name=f"Who is in {label}?").fill(miranda_name)
+    with page.expect_request(lambda r: path_of(r.url) == "/api/people/move") as moved:
+        item.get_by_role("button", name="Save").click()
+    assert moved.value.post_data_json == {"unitIds": [item.get_attribute("data-track-id")], "name": miranda_name}
+    expect(item.locator(".named")).to_have_text(f"This is {miranda_name}.")
+    screenshot(page, "this-is.png")
+
+    # Both in the People view, with their names and faces.
+    page.get_by_role("link", name="People", exact=True).click()
+    for shown in (obama_name, miranda_name):
+        card = page.locator("#people-list .person-card", has=page.locator(".person-name", has_text=shown))
+        expect(card).to_have_count(1)
+        loaded(page, card.locator(".person-open img"))
 
 
 def test_status_list_shows_every_item(web: Web, page: Page) -> None:

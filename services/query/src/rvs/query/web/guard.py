@@ -29,6 +29,7 @@ COSTLY_GETS = {
     "/api/clip/{query_id}",
     "/api/media/{media_id}/frame",
     "/api/media/{media_id}/file",
+    "/api/people/{person_id}",  # scores every face of the person
 }
 # Answers that set their own caching (original files and frames never change); the others are not cached.
 CACHED = {"/api/media/{media_id}/frame", "/api/media/{media_id}/file", "/api/clip/{query_id}/frames/{index}"}

@@ -38,6 +38,7 @@ from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
 from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
+from rvs.query.people.directory import MAX_MOVED, People, describe_people_error
 from rvs.query.search import ModelChanged, SearchEngine, describe_error
 from rvs.query.web.errors import ApiError, on_api_error
 from rvs.query.web.files import MediaFiles
@@ -47,9 +48,10 @@ from rvs.query.web.parsing import (
     add_rejections,
     box_param,
     clip_too_large,
+    ids_limit,
     int_param,
+    json_fields,
     read_body,
-    rejections_limit,
     search_request,
     similar_request,
 )
@@ -112,6 +114,12 @@ class SearchPage:
                 Route("/api/media/{media_id}", self.get_media),
                 Route("/api/media/{media_id}/file", self.media_file),
                 Route("/api/media/{media_id}/frame", self.frame),
+                Route("/api/people", self.list_people),
+                # Before /api/people/{person_id}, which "move" would match.
+                Route("/api/people/move", self.move_to_person, methods=["POST"]),
+                Route("/api/people/{person_id}", self.get_person, methods=["GET"]),
+                Route("/api/people/{person_id}", self.rename_person, methods=["POST"]),
+                Route("/api/people/{person_id}/merge", self.merge_people, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC)),
             ],
             exception_handlers={ApiError: on_api_error},
@@ -183,8 +191,9 @@ class SearchPage:
         return self._answer(query_id, await self._blocking(run))
 
     async def similar(self, request: Request) -> Response:
-        """ "More like this": search with a face (face_id) or track (track_id) of the index, no
-        upload; the body carries rejections. Answers {"result": SearchResponse}."""
+        """ "More like this": search with a face (face_id), track (track_id) or person (person_id,
+        person_name) of the index, no upload; the body carries rejections. Answers {"result":
+        SearchResponse}."""
         search = similar_request(request.query_params)
         await self._rejections(request, search)
         deadline = time.monotonic() + self.settings.rpc_deadline_s
@@ -194,7 +203,7 @@ class SearchPage:
 
     async def _rejections(self, request: Request, search: pb.SearchRequest) -> None:
         if request.method == "POST":
-            limit = rejections_limit(self.settings.max_rejections)
+            limit = ids_limit(self.settings.max_rejections)
             add_rejections(await read_body(request, limit, self.settings.rpc_deadline_s), search)
 
     def _observe(self, response: pb.SearchResponse) -> None:
@@ -351,3 +360,72 @@ class SearchPage:
         # The media id is a content hash: this picture never changes.
         headers = {"cache-control": "private, max-age=86400, immutable", "x-rvs-cache": cache}
         return Response(data, media_type="image/jpeg", headers=headers)
+
+    # -- people ----------------------------------------------------------------------------------
+
+    def _people(self) -> People:
+        if self.engine.people is None:
+            raise ApiError(code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no catalog of people")
+        return self.engine.people
+
+    async def _edit(self, request: Request, fields: dict[str, type], shape: str) -> dict[str, Any]:
+        """The JSON body of an edit of people, within the size of MAX_MOVED ids."""
+        body = await read_body(request, ids_limit(MAX_MOVED), self.settings.rpc_deadline_s)
+        return json_fields(body, fields, shape)
+
+    async def _person_answer(self, use_case: Callable[[], Message]) -> Response:
+        return JSONResponse(proto_json(await self._blocking(use_case, describe_people_error)))
+
+    async def list_people(self, request: Request) -> Response:
+        """People, most faces first, paged as ListPeople is; named_only=true, name_prefix."""
+        params = request.query_params
+        listed = pb.ListPeopleRequest(
+            page_size=int_param(params, "page_size", 100, 1, 1000),
+            page_token=params.get("page_token", ""),
+            named_only=params.get("named_only", "") in ("true", "1"),
+            name_prefix=params.get("name_prefix", ""),
+        )
+        people = self._people()
+        return await self._person_answer(lambda: people.list(listed))
+
+    async def get_person(self, request: Request) -> Response:
+        """The person and every photo and segment of theirs: {"person", "answer": SearchResponse}."""
+        asked = pb.GetPersonRequest(
+            person_id=request.path_params["person_id"], top_k=int_param(request.query_params, "top_k", 0, 0, 1 << 31)
+        )
+        people = self._people()
+        return await self._person_answer(lambda: people.get(asked))
+
+    async def rename_person(self, request: Request) -> Response:
+        """Body {"name": "..."} ("" unnames); answers the Person."""
+        people = self._people()
+        body = await self._edit(request, {"name": str}, '{"name": "a name, or empty to unname"}')
+        if "name" not in body:
+            raise ApiError(
+                code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, 'the body must name the person: {"name": "..."}'
+            )
+        renamed = pb.UpdatePersonRequest(person_id=request.path_params["person_id"], name=body["name"])
+        return await self._person_answer(lambda: people.rename(renamed))
+
+    async def merge_people(self, request: Request) -> Response:
+        """Body {"people": [person ids]}, merged into this one; answers the Person merged into."""
+        people = self._people()
+        body = await self._edit(request, {"people": list}, '{"people": [person ids]}')
+        merged = pb.MergePeopleRequest(into=request.path_params["person_id"], people=body.get("people", []))
+        return await self._person_answer(lambda: people.merge(merged))
+
+    async def move_to_person(self, request: Request) -> Response:
+        """Body {"unitIds": [face or track ids], "personId"?, "name"?}: to that person, to the person
+        of that name (a new one if nobody has it: "this is <name>"), or to a new person (neither: a
+        split). Answers the Person moved to."""
+        people = self._people()
+        shape = '{"unitIds": [face or track ids], "personId": "person-…" or "name": "…" or neither}'
+        body = await self._edit(request, {"unitIds": list, "personId": str, "name": str}, shape)
+        if "personId" in body and "name" in body:
+            raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"personId or name, not both: {shape}")
+        moved = pb.MoveToPersonRequest(unit_ids=body.get("unitIds", []))
+        if "personId" in body:
+            moved.person_id = body["personId"]
+        elif "name" in body:
+            moved.name = body["name"]
+        return await self._person_answer(lambda: people.move(moved))

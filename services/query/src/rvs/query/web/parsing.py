@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
 from google.rpc import code_pb2
@@ -68,27 +69,48 @@ def box_param(params: Mapping[str, str]) -> Box | None:
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
+# The indexed queries of "more like this" (SearchRequest's query oneof): one of them names what to search with.
+SIMILAR_QUERIES = ("face_id", "track_id", "person_id", "person_name")
+
+
 def similar_request(params: Mapping[str, str]) -> pb.SearchRequest:
-    """ "More like this": the search options, and the indexed face (face_id) or track (track_id) to
-    search with instead of a photo."""
+    """ "More like this": the search options, and the indexed face (face_id), track (track_id) or
+    person (person_id, person_name) to search with instead of a photo."""
     request = search_request(params)
-    face_id, track_id = params.get("face_id", ""), params.get("track_id", "")
-    if bool(face_id) == bool(track_id):
-        message = "name the face (face_id) or the track (track_id) to search with, one of them"
+    named = [name for name in SIMILAR_QUERIES if params.get(name)]
+    if len(named) != 1:
+        message = (
+            "name the face (face_id), track (track_id) or person (person_id, person_name) to search with, one of them"
+        )
         raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message)
-    if face_id:
-        request.face_id = face_id
-    else:
-        request.track_id = track_id
+    setattr(request, named[0], params[named[0]])
     return request
 
 
 REJECTION_FIELDS = {"rejectedFaceIds": "rejected_face_ids", "rejectedTrackIds": "rejected_track_ids"}
 
 
-def rejections_limit(max_rejections: int) -> int:
-    """The largest body of rejections worth reading: an id is under 100 characters."""
-    return 1024 + 128 * max_rejections
+def ids_limit(count: int) -> int:
+    """The largest body of `count` ids worth reading (rejections, faces to move): an id is under 100
+    characters."""
+    return 1024 + 128 * count
+
+
+def json_fields(body: bytes, fields: Mapping[str, type], shape: str) -> dict[str, Any]:
+    """A JSON object of the body, with only these fields (each of its type; lists of strings where the
+    type is list); `shape` is what the error says the body must be."""
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict) or not set(data) <= set(fields):
+            raise ValueError
+        for name, value in data.items():
+            if not isinstance(value, fields[name]) or (
+                isinstance(value, list) and not all(isinstance(v, str) for v in value)
+            ):
+                raise ValueError
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError among them
+        raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"the body must be JSON: {shape}") from None
+    return data
 
 
 def add_rejections(body: bytes, request: pb.SearchRequest) -> None:
@@ -97,17 +119,9 @@ def add_rejections(body: bytes, request: pb.SearchRequest) -> None:
     are ids, the engine checks (max_rejections)."""
     if not body.strip():
         return
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or not set(data) <= set(REJECTION_FIELDS):
-            raise ValueError
-        for name, ids in data.items():
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise ValueError
-            getattr(request, REJECTION_FIELDS[name]).extend(ids)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError among them
-        message = 'the body must be JSON: {"rejectedFaceIds": [face ids], "rejectedTrackIds": [track ids]}'
-        raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message) from None
+    shape = '{"rejectedFaceIds": [face ids], "rejectedTrackIds": [track ids]}'
+    for name, ids in json_fields(body, dict.fromkeys(REJECTION_FIELDS, list), shape).items():
+        getattr(request, REJECTION_FIELDS[name]).extend(ids)
 
 
 def too_large(size: int, limit: int) -> ApiError:

@@ -1,5 +1,6 @@
 // The rvs search page: upload a photo or a clip, pick a face, move the threshold, browse the hits,
-// search for more like a hit, reject hits ("not this person"). A photo or clip is sent once; the
+// search for more like a hit, reject hits ("not this person"), name who is in a hit ("This is…"),
+// and browse, name, merge and split the people of the index. A photo or clip is sent once; the
 // server keeps what it found under a query id, so a new threshold, face, filter or rejection is a
 // request to /api/search/{queryId} (/api/clip/{queryId}) with no upload; rejections travel in a
 // POST's body. Answers are the proto messages in canonical JSON (int64 fields arrive as strings).
@@ -8,14 +9,15 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   // What is searched: {kind: "photo", file, queryId, faceIndex}, {kind: "clip", file, queryId} (the
-  // file kept to send again if the server forgot the query), or {kind: "similar", faceId | trackId,
-  // mediaId, timeMs, box, label}: a face or track of the index.
+  // file kept to send again if the server forgot the query), or {kind: "similar", faceId | trackId
+  // | personId, mediaId, timeMs, box, label}: a face, track or person of the index.
   query: null,
   rejected: [], // this query's "not this person": {kind: "face" | "track", id, label}
   result: null, // the current query's last answer; null until it has one
   limits: null, // GET /api/limits: sizes the server accepts
   seq: 0, // searches started: only the latest one's answer is shown
   statusTimer: null,
+  person: null, // the person opened in the People view: {personId, name, …}
 };
 
 // -- helpers ------------------------------------------------------------------------------------
@@ -43,6 +45,25 @@ async function api(path, options = {}) {
   }
   return response.status === 204 ? null : response.json();
 }
+
+function postJson(path, body) {
+  return api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
+
+// Every page of a listing (/api/media, /api/people): its items, and the last page (its totals).
+async function listAll(path, field) {
+  const items = [];
+  let token = "";
+  let page;
+  do {
+    page = await api(`${path}${path.includes("?") ? "&" : "?"}page_size=1000&page_token=${encodeURIComponent(token)}`);
+    items.push(...page[field]);
+    token = page.nextPageToken;
+  } while (token);
+  return [items, page];
+}
+
+const describe = (err) => (err.reason ? `${err.message} (${err.reason})` : err.message);
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -100,6 +121,8 @@ $("login-form").addEventListener("submit", async (event) => {
     $("logout").hidden = false;
     loadLimits();
     refreshStatus();
+    refreshNames();
+    route();
   } catch (err) {
     $("login-error").textContent = err.message;
   }
@@ -187,8 +210,9 @@ async function startSearch(file) {
   await search();
 }
 
-// "More like this": a face (photos) or a track (video segments) of the index, no upload.
+// "More like this": a face (photos), a track (video segments) or a person of the index, no upload.
 async function moreLikeThis(query) {
+  location.hash = "#/"; // from the People view too: the answer is shown in the search view
   newQuery({ kind: "similar", ...query });
   const img = $("query-img");
   if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
@@ -205,7 +229,10 @@ function options() {
   const q = state.query;
   const params = new URLSearchParams({ kinds: $("kinds").value });
   if (q.kind === "photo") params.set("face_index", String(q.faceIndex));
-  if (q.kind === "similar") params.set(q.trackId ? "track_id" : "face_id", q.trackId || q.faceId);
+  if (q.kind === "similar") {
+    const [name, id] = q.trackId ? ["track_id", q.trackId] : q.personId ? ["person_id", q.personId] : ["face_id", q.faceId];
+    params.set(name, id);
+  }
   if (state.result) params.set("min_score", $("threshold").value);
   return params;
 }
@@ -282,7 +309,7 @@ function showError(message) {
 }
 
 function failed(err) {
-  showError(err.reason ? `${err.message} (${err.reason})` : err.message);
+  showError(describe(err));
   // The first search of a new query failed: the results on show are another query's.
   if (!state.result) {
     clearResults();
@@ -371,6 +398,7 @@ function show(r) {
 }
 
 function searchedWith(q, r) {
+  if (q.kind === "similar" && q.personId) return `Searched with ${q.label}, a person of the index.`;
   if (q.kind === "similar") return `Searched with ${q.trackId ? "the person" : "the face"} in ${q.label} (more like this).`;
   const name = q.file.name || (q.kind === "clip" ? "the clip" : "the photo");
   if (q.kind === "clip") {
@@ -427,6 +455,7 @@ function clearResults() {
 }
 
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 function found(r) {
   const parts = [];
@@ -443,8 +472,8 @@ function drawResults(r) {
     return;
   }
   $("summary").textContent = `${found(r)} at a score of ${threshold} or more.`;
-  $("videos").replaceChildren(...r.videos.map(videoCard));
-  $("photos").replaceChildren(...r.images.map(photoCard));
+  $("videos").replaceChildren(...r.videos.map((hit) => videoCard(hit)));
+  $("photos").replaceChildren(...r.images.map((hit) => photoCard(hit)));
   $("videos-block").hidden = r.videos.length === 0;
   $("photos-block").hidden = r.images.length === 0;
 }
@@ -454,7 +483,7 @@ function drawClip(r) {
   clearResults();
   const threshold = Number(r.minScore).toFixed(2);
   const matched = r.tracks.filter((t) => t.answer.matched).length;
-  $("summary").textContent = `${plural(r.tracks.length, "person")} in the clip`.replace("persons", "people") +
+  $("summary").textContent = `${count(r.tracks.length, "person", "people")} in the clip` +
     `; ${matched} of them found in the index at a score of ${threshold} or more.`;
   const people = r.tracks.map((track, i) => {
     const a = track.answer;
@@ -464,8 +493,8 @@ function drawClip(r) {
           "div",
           { class: "answer" },
           el("p", { class: "muted" }, `${found(a)}.`),
-          a.videos.length ? el("ol", { class: "videos" }, ...a.videos.map(videoCard)) : null,
-          a.images.length ? el("ul", { class: "photos" }, ...a.images.map(photoCard)) : null,
+          a.videos.length ? el("ol", { class: "videos" }, ...a.videos.map((hit) => videoCard(hit))) : null,
+          a.images.length ? el("ul", { class: "photos" }, ...a.images.map((hit) => photoCard(hit))) : null,
         )
       : el("p", { class: "muted no-match" }, `No match: nobody in the index scores ${threshold} or more.`);
     return el(
@@ -487,18 +516,43 @@ function drawClip(r) {
   $("people-block").hidden = people.length === 0;
 }
 
-function actions(label, like, rejected) {
+// What a result offers, by where it is shown. `item`: {kind: "face" | "track", id, label, query},
+// the query being what "More like this" searches with.
+function searchActions(item) {
   return el(
     "div",
     { class: "actions" },
-    el("button", { type: "button", class: "more", "aria-label": `More like this: ${label}`, onclick: like }, "More like this"),
-    el("button", { type: "button", class: "reject", "aria-label": `Not this person: ${label}`, onclick: rejected }, "Not this person"),
+    moreButton(item),
+    el(
+      "button",
+      { type: "button", class: "reject", "aria-label": `Not this person: ${item.label}`, onclick: () => reject({ kind: item.kind, id: item.id, label: item.label }) },
+      "Not this person",
+    ),
+    ...thisIs(item),
   );
 }
 
-function photoCard(hit) {
+// In an opened person: picked to be moved to another person.
+function personActions(item) {
+  return el(
+    "div",
+    { class: "actions" },
+    el("label", { class: "pick-label" }, el("input", { type: "checkbox", class: "pick", "data-unit-id": item.id, "aria-label": `Select ${item.label} to move` }), " Select"),
+    moreButton(item),
+  );
+}
+
+function moreButton(item) {
+  return el(
+    "button",
+    { type: "button", class: "more", "aria-label": `More like this: ${item.label}`, onclick: () => moreLikeThis(item.query) },
+    "More like this",
+  );
+}
+
+function photoCard(hit, offer = searchActions) {
   const name = fileName(hit.uri);
-  const face = { mediaId: hit.mediaId, timeMs: 0, box: hit.box, label: name };
+  const query = { faceId: hit.faceId, mediaId: hit.mediaId, timeMs: 0, box: hit.box, label: name };
   return el(
     "li",
     { class: "photo", "data-media-id": hit.mediaId, "data-face-id": hit.faceId },
@@ -508,15 +562,11 @@ function photoCard(hit) {
       el("img", { src: frameUrl(hit.mediaId, 0, hit.box, 320), alt: `${name}, the face found boxed`, loading: "lazy" }),
     ),
     el("div", { class: "caption" }, el("span", { class: "name", title: hit.uri }, name), el("span", { class: "score" }, score(hit.score))),
-    actions(
-      name,
-      () => moreLikeThis({ faceId: hit.faceId, ...face }),
-      () => reject({ kind: "face", id: hit.faceId, label: name }),
-    ),
+    offer({ kind: "face", id: hit.faceId, label: name, query }),
   );
 }
 
-function videoCard(hit) {
+function videoCard(hit, offer = searchActions) {
   const name = fileName(hit.uri);
   const segments = hit.segments;
   // A duration can be unknown (0): the timeline then ends a second after the last match.
@@ -584,12 +634,12 @@ function videoCard(hit) {
           el("span", { class: "when" }, where),
           el("span", { class: "score" }, `best ${score(seg.bestScore)}`),
           el("span", { class: "muted" }, `at ${clock(seg.bestTimeMs)} · ${seg.matchingSamples} of ${plural(seg.samples, "sample")} match`),
-          actions(
+          offer({
+            kind: "track",
+            id: seg.trackId,
             label,
-            () =>
-              moreLikeThis({ trackId: seg.trackId, mediaId: hit.mediaId, timeMs: seg.bestTimeMs, box: seg.bestBox, label }),
-            () => reject({ kind: "track", id: seg.trackId, label }),
-          ),
+            query: { trackId: seg.trackId, mediaId: hit.mediaId, timeMs: seg.bestTimeMs, box: seg.bestBox, label },
+          }),
         ),
       );
     }),
@@ -654,13 +704,7 @@ async function refreshStatus() {
   clearTimeout(state.statusTimer);
   let busy = false;
   try {
-    const media = [];
-    let token = "";
-    do {
-      const page = await api(`/api/media?page_size=1000&page_token=${token}`);
-      media.push(...page.media);
-      token = page.nextPageToken;
-    } while (token);
+    const [media] = await listAll("/api/media", "media");
     busy = media.some((m) => ["MEDIA_STATE_QUEUED", "MEDIA_STATE_SAMPLING", "MEDIA_STATE_EMBEDDING"].includes(m.state));
     drawStatus(media);
   } catch (err) {
@@ -711,8 +755,250 @@ async function loadLimits() {
   }
 }
 
+// -- people -------------------------------------------------------------------------------------
+// The index's faces and tracks, clustered into people (/api/people): listed with a face of each,
+// renamed, merged, opened. An opened person's photos and segments are drawn as a search answer's
+// are, and picked ones move to another person. "This is…" on a search result names who is in it.
+
+const personLabel = (p) => p.name || `Unnamed person ${p.personId.slice(-6)}`;
+const personPath = (id) => `/api/people/${encodeURIComponent(id)}`;
+
+// A button that opens a small form in its place (rename, "This is…"). `submit(value)` does the
+// edit; its error is shown in the form, which stays open. Escape or Cancel closes it.
+// `suggest`: the names there are as suggestions (not for a rename: another person's name is taken).
+function inlineForm({ text, label, inputLabel, value = "", required = false, suggest = false, submit }) {
+  const input = el("input", {
+    type: "text",
+    value,
+    maxlength: "100",
+    "aria-label": inputLabel,
+    required,
+    ...(suggest ? { list: "people-names" } : {}),
+  });
+  const error = el("p", { class: "error", role: "alert" });
+  const open = el("button", { type: "button", class: "open-form", "aria-expanded": "false", "aria-label": label }, text);
+  const form = el(
+    "form",
+    { class: "inline-form", hidden: true },
+    input,
+    el("button", { type: "submit" }, "Save"),
+    el("button", { type: "button", class: "link", onclick: () => toggle(false) }, "Cancel"),
+    error,
+  );
+  const toggle = (shown) => {
+    form.hidden = !shown;
+    open.setAttribute("aria-expanded", String(shown));
+    error.textContent = "";
+    (shown ? input : open).focus();
+  };
+  open.addEventListener("click", () => toggle(form.hidden));
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") toggle(false);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await submit(input.value.trim());
+      toggle(false);
+    } catch (err) {
+      error.textContent = describe(err);
+    }
+  });
+  return [open, form];
+}
+
+// "This is <name>": the face (photos) or track (segments) to the person of that name, a new one
+// if nobody has it yet.
+function thisIs(item) {
+  const done = el("span", { class: "muted named", role: "status" });
+  const [open, form] = inlineForm({
+    text: "This is…",
+    label: `This is…: name the person in ${item.label}`,
+    inputLabel: `Who is in ${item.label}?`,
+    required: true,
+    suggest: true,
+    submit: async (name) => {
+      const person = await postJson("/api/people/move", { unitIds: [item.id], name });
+      done.textContent = `This is ${personLabel(person)}.`;
+      refreshNames();
+    },
+  });
+  return [open, done, form];
+}
+
+// The names there are, as suggestions wherever a name is typed.
+async function refreshNames() {
+  try {
+    const [named] = await listAll("/api/people?named_only=true", "people");
+    $("people-names").replaceChildren(...named.map((p) => el("option", { value: p.name })));
+  } catch {
+    // suggestions only: a name typed in full works without them
+  }
+}
+
+async function loadPeople() {
+  $("people-error").textContent = "";
+  try {
+    const [people, last] = await listAll("/api/people", "people");
+    drawPeople(people, last.unclustered);
+  } catch (err) {
+    $("people-error").textContent = `People unavailable: ${describe(err)}`;
+  }
+}
+
+function drawPeople(people, unclustered) {
+  const loose = unclustered ? `; ${count(unclustered, "face or track", "faces and tracks")} in nobody yet (searchable all the same)` : "";
+  $("people-summary").textContent = people.length
+    ? `${count(people.length, "person", "people")}, most faces first${loose}.`
+    : `Nobody yet: people appear a few seconds after their photos and videos are ingested${loose}.`;
+  $("people-list").replaceChildren(...people.map(personCard));
+  updateMerge();
+}
+
+function personCard(p) {
+  const label = personLabel(p);
+  const [open, form] = inlineForm({
+    text: "Rename",
+    label: `Rename ${label}`,
+    inputLabel: `New name for ${label} (empty: unnamed)`,
+    value: p.name,
+    submit: async (name) => {
+      const renamed = await postJson(personPath(p.personId), { name });
+      await loadPeople();
+      $("people-status").textContent = `${label} is now ${personLabel(renamed)}.`;
+      document.querySelector(`.person-card[data-person-id="${p.personId}"] .person-open`)?.focus();
+      refreshNames();
+    },
+  });
+  return el(
+    "li",
+    { class: "person-card", "data-person-id": p.personId },
+    el(
+      "a",
+      { href: `#/people/${encodeURIComponent(p.personId)}`, class: "person-open", "aria-label": `Open ${label}` },
+      el("img", { src: frameUrl(p.mediaId, p.timeMs, p.box, 240), alt: `A face of ${label}, boxed`, loading: "lazy" }),
+      el("span", { class: "person-name" }, p.name || "Unnamed"),
+    ),
+    el("span", { class: "muted counts" }, `${plural(p.faces, "face")} in ${count(p.mediaCount, "photo or video", "photos and videos")}`),
+    el(
+      "div",
+      { class: "actions" },
+      el("label", { class: "pick-label" }, el("input", { type: "checkbox", class: "pick", "aria-label": `Select ${label} to merge`, onchange: updateMerge }), " Select"),
+      open,
+    ),
+    form,
+  );
+}
+
+const picked = (root) => [...root.querySelectorAll("input.pick:checked")];
+
+function updateMerge() {
+  const n = picked($("people-list")).length;
+  $("merge").disabled = n < 2;
+  $("merge").textContent = n < 2 ? "Merge selected" : `Merge ${count(n, "person", "people")}`;
+}
+
+$("merge").addEventListener("click", async () => {
+  const ids = picked($("people-list")).map((box) => box.closest(".person-card").dataset.personId);
+  const [into, ...others] = ids; // the list is most faces first: into the largest, keeping its name
+  $("people-error").textContent = "";
+  try {
+    const merged = await postJson(`${personPath(into)}/merge`, { people: others });
+    await loadPeople();
+    $("people-status").textContent = `Merged ${count(ids.length, "person", "people")} into ${personLabel(merged)}.`;
+    refreshNames();
+  } catch (err) {
+    $("people-error").textContent = `Not merged: ${describe(err)}`;
+  }
+});
+$("people-refresh").addEventListener("click", loadPeople);
+
+async function openPerson(personId) {
+  state.person = null;
+  $("person-title").textContent = "Person";
+  $("person-summary").textContent = "Loading…";
+  $("person-error").textContent = "";
+  for (const id of ["person-videos-block", "person-photos-block"]) $(id).hidden = true;
+  try {
+    const { person, answer } = await api(personPath(personId));
+    drawPerson(person, answer);
+  } catch (err) {
+    $("person-summary").textContent = "";
+    $("person-error").textContent = describe(err);
+  }
+}
+
+// The person's photos and segments, drawn by the renderers of a search answer.
+function drawPerson(person, answer) {
+  state.person = person;
+  $("person-title").textContent = personLabel(person);
+  $("person-summary").textContent = `${plural(person.faces, "face")}: ${found(answer) || "nothing left in the index"}.`;
+  $("person-videos").replaceChildren(...answer.videos.map((hit) => videoCard(hit, personActions)));
+  $("person-photos").replaceChildren(...answer.images.map((hit) => photoCard(hit, personActions)));
+  $("person-videos-block").hidden = answer.videos.length === 0;
+  $("person-photos-block").hidden = answer.images.length === 0;
+}
+
+$("person-search").addEventListener("click", () => {
+  const p = state.person;
+  if (p) moreLikeThis({ personId: p.personId, mediaId: p.mediaId, timeMs: p.timeMs, box: p.box, label: personLabel(p) });
+});
+
+// The picked photos and segments to the person of the name typed, or to a new person (a split).
+$("move-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const ids = picked($("person-panel")).map((box) => box.dataset.unitId);
+  const name = $("move-name").value.trim();
+  $("person-error").textContent = "";
+  $("person-status").textContent = "";
+  if (!ids.length || !state.person) {
+    $("person-error").textContent = "Select the photos and segments to move first.";
+    return;
+  }
+  try {
+    const to = await postJson("/api/people/move", name ? { unitIds: ids, name } : { unitIds: ids });
+    $("move-name").value = "";
+    await openPerson(state.person.personId); // an error if nothing of theirs is left
+    $("person-status").replaceChildren(
+      `Moved ${count(ids.length, "photo or segment", "photos and segments")} to `,
+      el("a", { href: `#/people/${encodeURIComponent(to.personId)}` }, personLabel(to)),
+      ".",
+    );
+    refreshNames();
+  } catch (err) {
+    $("person-error").textContent = `Not moved: ${describe(err)}`;
+  }
+});
+
+// The view of the address: #/ (search), #/people, #/people/{personId}.
+function route() {
+  const hash = location.hash;
+  const personId = hash.startsWith("#/people/") ? decodeURIComponent(hash.slice("#/people/".length)) : null;
+  const people = personId !== null || hash === "#/people";
+  $("search-view").hidden = people;
+  $("people-view").hidden = !people;
+  $("people-panel").hidden = personId !== null;
+  $("person-panel").hidden = personId === null;
+  for (const [id, current] of [["nav-search", !people], ["nav-people", people]]) {
+    if (current) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
+  if (personId !== null) {
+    $("person-status").textContent = "";
+    $("person-title").focus();
+    openPerson(personId);
+  } else if (people) {
+    $("people-status").textContent = "";
+    $("people-title").focus();
+    loadPeople();
+  }
+}
+
 api("/api/session").then((session) => {
   $("logout").hidden = !session.authRequired;
 });
+window.addEventListener("hashchange", route);
 loadLimits();
 refreshStatus();
+refreshNames();
+route();
