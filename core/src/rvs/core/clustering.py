@@ -50,7 +50,7 @@ class ClusterRules:
 # The bar closes this share of the gap between the model's threshold and 1. Measured with sface on
 # LFW (rvs eval people, eval/results/people-lfw.md): at 0.1 the 610 people with >= 4 photos already
 # merge Jeb into George W. Bush (pairwise precision 0.97); at 0.15 none merge, recall 0.98.
-# dlib-resnet's threshold sits closer to its strangers: it needs share=0.4 (eval/results/people-lfw-dlib.md).
+# Each model's share is in rvs.core.faces.registry (dlib-resnet's strangers sit closer: 0.4).
 BAR_SHARE = 0.15
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from rvs.cli.evaluation import images, measures
 from rvs.core import clustering
 from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.faces.registry import MODELS
 from rvs.core.media.kinds import IMAGE_SUFFIXES
 
 MIN_PHOTOS = 4
@@ -71,6 +72,7 @@ def evaluate(
     units = [clustering.Unit(p.media_id, p.face.vector) for p in photos if p.face is not None]
     truth = {p.media_id: p.person for p in photos}
     threshold = pipeline.encoder.default_min_score
+    share = MODELS[pipeline.model_name].people_share  # the model's default, as the clustering job uses it
     progress(f"{pipeline.pairing}: clustering {len(units)} faces")
     return PeopleEval(
         model=pipeline.pairing,
@@ -78,8 +80,8 @@ def evaluate(
         people=len(people),
         photos=len(photos),
         no_face=no_face,
-        batch=batch_run(units, truth, threshold, clustering.BAR_SHARE),
-        incremental=incremental_run(units, truth, threshold, clustering.BAR_SHARE),
+        batch=batch_run(units, truth, threshold, share),
+        incremental=incremental_run(units, truth, threshold, share),
         sweep=[batch_run(units, truth, threshold, share) for share in SWEEP_SHARES],
         embed_seconds=embed_seconds,
     )

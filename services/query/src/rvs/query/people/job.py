@@ -23,6 +23,7 @@ from rvs.core.catalog import Catalog
 from rvs.core.clock import now_ms
 from rvs.core.clustering import ClusterRules, Unit
 from rvs.core.faces.pipeline import FacePipeline
+from rvs.core.faces.registry import MODELS
 from rvs.core.store.faces import FaceStore, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
@@ -86,7 +87,8 @@ class PeopleJob:
             overrides["min_score"] = self.settings.people_min_score
         if self.settings.people_min_faces is not None:
             overrides["min_faces"] = self.settings.people_min_faces
-        return clustering.rules_for(pipeline.encoder.default_min_score, **overrides)
+        share = MODELS[pipeline.model_name].people_share
+        return clustering.rules_for(pipeline.encoder.default_min_score, share, **overrides)
 
     def run_once(self) -> int:
         """Cluster one batch of finished media (all of them after a model switch); the media done."""
