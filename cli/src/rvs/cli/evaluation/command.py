@@ -147,13 +147,16 @@ def _images(args: argparse.Namespace, models: list[str], uri: str, out: Path, pr
 
 
 def _videos(args: argparse.Namespace, models: list[str], uri: str, work: Path, out: Path) -> tuple[str, str]:
-    from rvs.cli.evaluation import videos
+    from rvs.cli.evaluation import video_people, videos
 
     results = [
         videos.evaluate(Path(args.path), {**pairing(m), "weights_path": args.weights_path}, uri, work / f"data-{m}")
         for m in models
     ]
     table = report.video_table(results)
+    people = [(r.model, r.people) for r in results if r.people is not None]
+    if people:
+        table += "\n\n" + video_people.table(people)
     details = "\n\n".join(
         part for r in results for part in (report.video_segments_table(r), report.video_queries_table(r)) if part
     )

@@ -40,6 +40,8 @@ import numpy as np
 from PIL import Image
 
 from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.cli.evaluation import video_people
+from rvs.cli.evaluation.video_people import VideoPeople
 from rvs.core.config import ModelSettings
 from rvs.core.media.video import VideoSampler
 from rvs.embedder.config import EmbedderSettings
@@ -113,6 +115,7 @@ class VideoEval:
     segments_missed: int = 0  # true segments of returned clips that no returned segment overlaps
     segments_extra: int = 0  # returned segments (of a person's own clips) that overlap none of their true segments
     segments: list[SegmentMatch] = field(default_factory=list)
+    people: VideoPeople | None = None  # the clips' tracks and the query faces clustered into people
 
 
 Search = Callable[[pb.SearchRequest], pb.SearchResponse]
@@ -252,6 +255,7 @@ def evaluate(
                     showing.setdefault(person["name"], []).append({"clip": clip["path"], **person})
             results: list[QueryResult] = []
             matches: list[SegmentMatch] = []
+            query_faces: list[tuple[str, np.ndarray]] = []  # each query's searched face, for people
             searched = sorted({*thresholds, min_score})
 
             def uri(u: str) -> str:
@@ -273,6 +277,7 @@ def evaluate(
                     result.no_face = True
                     continue
                 search = functools.partial(engine.search_faces, faces)
+                query_faces.append((query["name"], faces[0].vector))
                 # Every clip's best score at the sweep's floor, for the per-query table.
                 floor = search(pb.SearchRequest(top_k=max(len(clips), top_k), min_score=min(thresholds)))
                 hits = [(uri(v.uri), v.best_score) for v in floor.videos]
@@ -286,6 +291,7 @@ def evaluate(
                     if hit is not None and person.get("segments"):
                         truth = [(float(a), float(b)) for a, b in person["segments"]]
                         matches += _segment_matches(source, person["clip"], truth, hit)
+            people = video_people.evaluate(engine, clips, uris, query_faces)
         finally:
             app.stop()
     sweep = [measure(results, t) for t in thresholds]
@@ -315,4 +321,5 @@ def evaluate(
         segments_missed=sum(m.found is None for m in matches),
         segments_extra=sum(m.truth is None for m in matches),
         segments=matches,
+        people=people,
     )

@@ -1,4 +1,5 @@
-"""The media catalog as both front ends read it: media ids checked before use, and ListMedia's pages."""
+"""The media catalog as both front ends read it: media ids checked before use, and pages (ListMedia's,
+ListPeople's)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,21 @@ def media_id_problem(media_id: str) -> str | None:
         return None
     shown = media_id[:16] + ("..." if len(media_id) > 16 else "")
     return f"media_id {shown!r} ({len(media_id)} characters) is not a media id: 1-64 letters, digits, '-', '_'"
+
+
+class InvalidPageToken(ValueError):
+    """A page token this server did not give (INVALID_ARGUMENT, reason INVALID_PAGE_TOKEN)."""
+
+
+def page_offset(token: str) -> int:
+    """The offset a page token stands for ("": the first page)."""
+    try:
+        offset = int(token or "0")
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        raise InvalidPageToken("page_token is not one this server gave")
+    return offset
 
 
 def media_page(catalog: Catalog, offset: int, size: int, state: int = 0) -> pb.ListMediaResponse:

@@ -24,7 +24,7 @@ from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
 from rvs.query.clip_search import ClipSearch, describe_clip_error
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure, error_status
-from rvs.query.media import media_id_problem, media_page
+from rvs.query.media import InvalidPageToken, media_id_problem, media_page, page_offset
 from rvs.query.metrics import QueryMetrics
 from rvs.query.people.directory import People, describe_people_error
 from rvs.query.search import SearchEngine, describe_error
@@ -147,12 +147,9 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         catalog = self._need_catalog(context)
         size = min(request.page_size or 100, 1000)
         try:
-            offset = int(request.page_token or "0")
-            if offset < 0:
-                raise ValueError
-        except ValueError:
-            message = "page_token is not one this server gave"
-            abort(context, code_pb2.INVALID_ARGUMENT, Reason.INVALID_PAGE_TOKEN, message)
+            offset = page_offset(request.page_token)
+        except InvalidPageToken as exc:
+            abort(context, code_pb2.INVALID_ARGUMENT, Reason.INVALID_PAGE_TOKEN, str(exc))
         return media_page(catalog, offset, size, request.state)
 
     @_instrumented("GetMedia")

@@ -22,6 +22,7 @@ from rvs.core.store.faces import FaceStore, StoreUnavailable
 from rvs.core.tracks import find
 from rvs.query.errors import Failure
 from rvs.query.grouping import Evidence, track_segment
+from rvs.query.media import InvalidPageToken, page_offset
 from rvs.query.people.units import UnitReader, person_id_for, placed, template
 from rvs.query.video_tracks import sample_interval_ms
 from rvs.v1 import rvs_pb2 as pb
@@ -79,12 +80,7 @@ class People:
 
     def list(self, request: pb.ListPeopleRequest) -> pb.ListPeopleResponse:
         size = min(request.page_size or 100, 1000)
-        try:
-            offset = int(request.page_token or "0")
-            if offset < 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidPeopleRequest("page_token is not one this server gave") from None
+        offset = page_offset(request.page_token)
         people, total = self.catalog.people(offset, size, request.named_only, request.name_prefix)
         more = offset + len(people) < total
         return pb.ListPeopleResponse(
@@ -235,6 +231,8 @@ def describe_people_error(exc: Exception) -> Failure | None:
         return code_pb2.NOT_FOUND, Reason.PERSON_NOT_FOUND, str(exc)
     if isinstance(exc, UnitNotFound):
         return code_pb2.NOT_FOUND, Reason.FACE_NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidPageToken):
+        return code_pb2.INVALID_ARGUMENT, Reason.INVALID_PAGE_TOKEN, str(exc)
     if isinstance(exc, InvalidName):
         return code_pb2.INVALID_ARGUMENT, Reason.INVALID_NAME, str(exc)
     if isinstance(exc, InvalidPeopleRequest):
