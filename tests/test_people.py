@@ -93,6 +93,8 @@ def test_people_found_named_searched_merged_split_and_kept(
         assert segments(got.answer) == {"clip_a.mp4": [(1000, 4000)], "clip_b.mp4": [(2000, 6000)]}
         assert got.person.units == 4 and got.person.media_count == 4 and got.person.faces == 3 + 4 + 2
         assert got.person.face_id and got.person.box.x2 > got.person.box.x1
+        assert got.answer.min_score == search(stub, lfw(BUSH, 10)).min_score  # the model's threshold
+        assert all(0 < g.matching_samples <= g.samples for v in got.answer.videos for g in v.segments)
         rumsfeld = person_with(stub, "rumsfeld.jpg")
         assert answers(stub)[rumsfeld] == {"rumsfeld.jpg", "rumsfeld_2.jpg", "rumsfeld_3.jpg"}
         listed = stub.ListPeople(pb.ListPeopleRequest())

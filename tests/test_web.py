@@ -338,7 +338,7 @@ def test_people_are_clustered_listed_and_opened(web: Web) -> None:
     for path, expected in [
         (f"/api/people/{unknown}", (404, "PERSON_NOT_FOUND")),
         ("/api/people/someone", (400, "INVALID_PARAMETER")),
-        ("/api/people?page_token=later", (400, "INVALID_PARAMETER")),
+        ("/api/people?page_token=later", (400, "INVALID_PAGE_TOKEN")),
         ("/api/people?page_size=0", (400, "INVALID_PARAMETER")),
     ]:
         status, _, body = web.get(path)

@@ -54,7 +54,9 @@ class QueryService:
             # People edits and clustering results are recorded for every service (folded here at once).
             record = publish or catalog.apply
             units = UnitReader(self.engine.tracks, catalog)
-            self.engine.people = People(catalog, units, lambda: self.engine.active[1], record, settings.max_top_k)
+            store = lambda: self.engine.active[1]  # noqa: E731
+            min_score = lambda: self.engine.default_min_score  # noqa: E731
+            self.engine.people = People(catalog, units, store, record, min_score, settings.max_top_k)
             if settings.people_clustering:
                 self.people_job = PeopleJob(settings, lambda: self.engine.active, units, catalog, record, metrics)
         self.servicer = SearchServicer(

@@ -31,8 +31,6 @@ PERSON_ID = re.compile(r"person-[0-9a-f]{16}")
 _UNIT_ID = re.compile(r"[0-9a-f]{64}:\d{1,15}:\d{1,5}")
 MAX_NAME = 100
 MAX_MOVED = 1000
-# A member of a person is shown whatever its score: its evidence is the clustering, or a user.
-_MEMBER = Evidence(min_score=-1.0, min_samples=1, strong_margin=0.0)
 
 
 class PersonNotFound(LookupError):
@@ -76,6 +74,7 @@ class People:
     units: UnitReader
     store: Callable[[], FaceStore]  # the collection searches use, read at each call (a switch moves it)
     record: Callable[[pb.MediaEvent], None]
+    min_score: Callable[[], float]  # the model's threshold searches use (for matching_samples)
     max_top_k: int = 1000
 
     def list(self, request: pb.ListPeopleRequest) -> pb.ListPeopleResponse:
@@ -124,7 +123,11 @@ class People:
         units = self.catalog.person_units(person.person_id)
         vectors = self.units.vectors(store, units)
         vector = template(units, vectors)
-        answer = pb.SearchResponse(model=store.model, min_score=-1.0, matched=bool(units))
+        min_score = self.min_score()
+        answer = pb.SearchResponse(model=store.model, min_score=min_score, matched=bool(units))
+        # A member is shown whatever its score (its evidence is the clustering, or a user); its
+        # matching samples are those at the threshold, as in a search.
+        member = Evidence(min_score=min_score, min_samples=1, strong_margin=0.0)
         if vector is None:
             return pb.GetPersonResponse(person=person, answer=answer)
         entries = self.catalog.uris(sorted({u.media_id for u in units}))
@@ -139,7 +142,9 @@ class People:
                 continue
             track = find(self.units.video_tracks(store, u.media_id), u.unit_id)
             if track is not None:
-                segment = track_segment(track, vector, sample_interval_ms(entry), entry.duration_ms, _MEMBER)
+                segment = track_segment(
+                    track, vector, sample_interval_ms(entry), entry.duration_ms, member, always=True
+                )
                 if segment is not None:
                     videos[u.media_id].append(segment)
         images = sorted(answer.images, key=lambda i: (-i.score, i.uri))[:top_k]
