@@ -199,6 +199,7 @@ def test_a_catalog_written_before_state_columns_is_migrated(tmp_path: Path) -> N
         "DROP TRIGGER media_counted; DROP TRIGGER media_uncounted; DROP TRIGGER media_recounted;"
         "DROP TABLE state_counts; DROP INDEX media_state; DROP INDEX media_order;"
         "ALTER TABLE media DROP COLUMN state; ALTER TABLE media DROP COLUMN removed_at_ms;"
+        "ALTER TABLE media DROP COLUMN stream; ALTER TABLE media DROP COLUMN started_at_ms;"
     )
     db.close()
     c = Catalog(tmp_path / "c.db")
@@ -244,3 +245,19 @@ def test_a_catalog_from_before_frames_failed_gains_the_column(tmp_path: Path) ->
     c = Catalog(tmp_path / "c.db")
     c.apply(ev("m", embedded=pb.FramesEmbedded(sample_indices=[0], face_counts=[0], failures=["DECODE_ERROR"])))
     assert dict(c.get("m").frames_failed) == {"DECODE_ERROR": 1}
+
+
+def test_a_stream_segment_keeps_its_stream_and_wall_clock_start(tmp_path: Path) -> None:
+    c = Catalog(tmp_path / "c.db")
+    segment = pb.MediaDiscovered(
+        uri="stream:cam1/1764633600000",
+        kind=pb.MEDIA_KIND_VIDEO,
+        source="stream:cam1",
+        stream="cam1",
+        started_at_ms=1_764_633_600_000,
+    )
+    c.apply(pb.MediaEvent(media_id="s", at_ms=1_764_633_600_000, discovered=segment))
+    m = c.get("s")
+    assert (m.stream, m.started_at_ms, m.discovered_at_ms) == ("cam1", 1_764_633_600_000, 1_764_633_600_000)
+    discovered(c)
+    assert (c.get("m").stream, c.get("m").started_at_ms) == ("", 0)

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS media (
     uri TEXT NOT NULL,
     kind INTEGER NOT NULL,
     source TEXT NOT NULL DEFAULT '',
+    stream TEXT NOT NULL DEFAULT '',      -- a live stream's segment: the stream's name
+    started_at_ms INTEGER NOT NULL DEFAULT 0,  -- a live stream's segment: unix time of its time 0
     size_bytes INTEGER NOT NULL DEFAULT 0,
     sampling_started INTEGER NOT NULL DEFAULT 0,
     frame_count INTEGER,              -- set when sampling completed
@@ -132,6 +134,8 @@ def _to_proto(row: sqlite3.Row) -> pb.Media:
         error_reason=row["error_reason"],
         error_detail=row["error_detail"],
         source=row["source"],
+        stream=row["stream"],
+        started_at_ms=row["started_at_ms"],
         discovered_at_ms=row["discovered_at_ms"],
         updated_at_ms=row["updated_at_ms"],
     )
@@ -167,6 +171,9 @@ class Catalog:
             self._db.execute("ALTER TABLE media ADD COLUMN sample_interval_ms INTEGER NOT NULL DEFAULT 0")
         if "removed_at_ms" not in columns:
             self._db.execute("ALTER TABLE media ADD COLUMN removed_at_ms INTEGER NOT NULL DEFAULT 0")
+        if "stream" not in columns:  # a catalog written before live streams
+            self._db.execute("ALTER TABLE media ADD COLUMN stream TEXT NOT NULL DEFAULT ''")
+            self._db.execute("ALTER TABLE media ADD COLUMN started_at_ms INTEGER NOT NULL DEFAULT 0")
         if "state" not in columns:  # computed when read, so it never disagrees with the columns
             self._db.execute(f"ALTER TABLE media ADD COLUMN state INTEGER GENERATED ALWAYS AS ({_STATE}) VIRTUAL")
         self._db.executescript(_INDEXES)
@@ -207,10 +214,21 @@ class Catalog:
                 if row is not None and row["deleted"]:  # a new copy after a removal: a new ingest
                     db.execute("DELETE FROM media WHERE media_id=?", (mid,))
                 db.execute(
-                    "INSERT INTO media (media_id, uri, kind, source, size_bytes, discovered_at_ms, updated_at_ms,"
-                    " removed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO media (media_id, uri, kind, source, stream, started_at_ms, size_bytes,"
+                    " discovered_at_ms, updated_at_ms, removed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(media_id) DO UPDATE SET uri=excluded.uri, updated_at_ms=excluded.updated_at_ms",
-                    (mid, d.uri, d.kind, d.source, d.size_bytes, at, at, row["removed_at_ms"] if row else 0),
+                    (
+                        mid,
+                        d.uri,
+                        d.kind,
+                        d.source,
+                        d.stream,
+                        d.started_at_ms,
+                        d.size_bytes,
+                        at,
+                        at,
+                        row["removed_at_ms"] if row else 0,
+                    ),
                 )
             elif kind == "sampling_started":
                 started = event.sampling_started
@@ -341,7 +359,6 @@ class Catalog:
                 f"SELECT * FROM media WHERE state IN ({marks}) ORDER BY discovered_at_ms, media_id", _UNFINISHED
             ).fetchall()
         return [_to_proto(r) for r in rows]
-
 
     def person(self, person_id: str) -> pb.Person | None:
         with self._lock:
