@@ -112,7 +112,9 @@ class KafkaFramePublisher:
 
     def publish(self, frame: pb.Frame) -> None:
         value = frame.SerializeToString()
-        key = f"{frame.media_id}:{frame.sample_index}".encode()
+        # A file's frames spread over the embedders; a stream's stay on one partition, in order, so
+        # one embedder follows each stream (its alerts are debounced there).
+        key = (f"stream:{frame.stream}" if frame.stream else f"{frame.media_id}:{frame.sample_index}").encode()
         self._acks.track(self._producer.send(self.settings.frames_topic, key=key, value=value))
 
     def flush(self, timeout_s: float | None = None) -> None:
@@ -225,7 +227,9 @@ class KafkaFrameConsumer:
 
     def dead_letter(self, frame: pb.Frame, reason: str, detail: str) -> None:
         """The frame goes to the dead-letter topic as it came, with `reason` and `detail` in headers."""
-        key = f"{frame.media_id}:{frame.sample_index}".encode()
+        # A file's frames spread over the embedders; a stream's stay on one partition, in order, so
+        # one embedder follows each stream (its alerts are debounced there).
+        key = (f"stream:{frame.stream}" if frame.stream else f"{frame.media_id}:{frame.sample_index}").encode()
         self._send_dead_letter(key, frame.SerializeToString(), reason, detail)
 
     def commit(self) -> None:
