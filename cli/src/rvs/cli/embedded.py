@@ -12,6 +12,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, model_validator
 
+from rvs.core.alerts.watchlist import is_watch_event
 from rvs.core.bus import removal
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.core.catalog import Catalog
@@ -38,14 +39,16 @@ log = logging.getLogger(__name__)
 class LocalEvents:
     """The in-process event path: every event is folded into the catalog; a removal also reaches the
     sampler and the embedder (which stop its ingest), then its faces leave the index; an index-wide
-    event (reindex, switch) reaches every service. When a reindex is complete, the switch is
-    published here, where the catalog that knows it is."""
+    event (reindex, switch) reaches every service, and a watch-list event (a watch, the named
+    people, an alert raised) the embedder. When a reindex is complete, the switch is published
+    here, where the catalog that knows it is."""
 
     def __init__(self, catalog: Catalog, delete_faces: Callable[[str], int]) -> None:
         self.catalog = catalog
         self.delete_faces = delete_faces
         self.on_removed: list[Callable[[pb.MediaEvent], None]] = []
         self.on_index: list[Callable[[pb.MediaEvent], None]] = []
+        self.on_watch: list[Callable[[pb.MediaEvent], None]] = []
 
     def publish(self, event: pb.MediaEvent) -> None:
         if event.HasField("removed"):
@@ -57,6 +60,9 @@ class LocalEvents:
             self.catalog.apply(event)
             if is_index_event(event):
                 for fold in self.on_index:
+                    fold(event)
+            elif is_watch_event(event):
+                for fold in self.on_watch:
                     fold(event)
         self.switch_if_complete()
 
@@ -208,6 +214,7 @@ class EmbeddedApp:
         self.sampler = SamplerService(s.sampler, self.bus, self.events, self.registry)
         self.events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
         self.events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
+        self.events.on_watch.append(self.embedder.watch_event)
         for event in self._index_events():
             self.sampler.index_event(event)
             self.query.index_event(event)

@@ -139,6 +139,9 @@ class BusSettings(CommonSettings):
     """Topic of media progress events (rvs.v1.MediaEvent)."""
     dead_letter_topic: str = "rvs.dead-letter"
     """Messages that cannot be processed, with the reason in a header."""
+    alerts_topic: str = "rvs.alerts"
+    """Alerts the embedders raise (rvs.v1.Alert, keyed by alert_id: a replay sends the same key
+    again), for consumers outside rvs; one partition, in the order they are raised."""
     partitions: int = Field(12, ge=1)
     """Partitions of the frames and events topics when rvs creates them: the most embedders that
     can work at once."""

@@ -4,6 +4,22 @@ Two transports share these interfaces: an in-process queue (embedded mode) and K
 mode). Services depend only on the protocols below.
 """
 
-from rvs.core.bus.base import BusClosed, BusUnavailable, EventPublisher, FrameConsumer, FramePublisher, removal
+from rvs.core.bus.base import (
+    AlertPublisher,
+    BusClosed,
+    BusUnavailable,
+    EventPublisher,
+    FrameConsumer,
+    FramePublisher,
+    removal,
+)
 
-__all__ = ["BusClosed", "BusUnavailable", "EventPublisher", "FrameConsumer", "FramePublisher", "removal"]
+__all__ = [
+    "AlertPublisher",
+    "BusClosed",
+    "BusUnavailable",
+    "EventPublisher",
+    "FrameConsumer",
+    "FramePublisher",
+    "removal",
+]

@@ -46,6 +46,15 @@ class EventPublisher(Protocol):
         """Return once every published event is recorded; raise BusUnavailable if one is not."""
 
 
+class AlertPublisher(Protocol):
+    """Alerts as bare messages, for consumers outside rvs (distributed mode's alerts topic)."""
+
+    def publish(self, alert: pb.Alert) -> None: ...
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Return once every published alert is recorded; raise BusUnavailable if one is not."""
+
+
 def removal(media_id: str) -> pb.MediaEvent:
     """The event that removes a media item, stamped now: every service folds it (ingest stopped,
     frames dropped, faces deleted, catalog marked), and anything of that ingest older is ignored."""

@@ -41,6 +41,7 @@ def ensure_topics(settings: BusSettings) -> None:
             NewTopic(settings.frames_topic, settings.partitions, 1),
             NewTopic(settings.events_topic, settings.partitions, 1),
             NewTopic(settings.dead_letter_topic, 1, 1),
+            NewTopic(settings.alerts_topic, 1, 1),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
@@ -136,6 +137,25 @@ class KafkaEventPublisher:
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until the broker acknowledged every published event; raise BusUnavailable if not."""
+        self._acks.check(timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class KafkaAlertPublisher:
+    """Each alert, keyed by its id, on the alerts topic (the embedders' only other output)."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self.topic = settings.alerts_topic
+        self._producer = _producer(settings)
+        self._acks = _Acks(self._producer, "alerts")
+
+    def publish(self, alert: pb.Alert) -> None:
+        self._acks.track(self._producer.send(self.topic, key=alert.alert_id.encode(), value=alert.SerializeToString()))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until the broker acknowledged every published alert; raise BusUnavailable if not."""
         self._acks.check(timeout_s)
 
     def close(self) -> None:

@@ -11,13 +11,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from rvs.core.bus import BusUnavailable, EventPublisher, FrameConsumer
+from rvs.core.alerts.engine import AlertEngine, SeenFace, alert_event
+from rvs.core.alerts.still import face_still
+from rvs.core.bus import AlertPublisher, BusUnavailable, EventPublisher, FrameConsumer
 from rvs.core.catalog import Removals
 from rvs.core.clock import now_ms
 from rvs.core.faces.pipeline import FacePipeline
@@ -70,9 +73,11 @@ class EmbedderService:
         store: FaceStore,
         registry: CollectorRegistry,
         load_model: Loader | None = None,
+        alerts: AlertPublisher | None = None,
     ) -> None:
         """`pipeline` and `store`: the model the service starts with (the index's active one);
-        `load_model` loads another that frames are for (a reindex's), on first need."""
+        `load_model` loads another that frames are for (a reindex's), on first need. Alerts go out
+        as AlertRaised events, and also to `alerts` (distributed mode's alerts topic)."""
         self.settings = settings
         self._backoff = Backoff(max_s=settings.retry_max_s)
         self.frames = frames
@@ -82,6 +87,8 @@ class EmbedderService:
         self.models = ModelSet((pipeline, store), load_model)
         self.active = store.model  # the model of frames that name none
         self.metrics = EmbedderMetrics(registry)
+        self.alerting = AlertEngine(settings.alert_gap_s)
+        self._alerts = alerts
         self._removals = Removals()
         self._stopping = threading.Event()
         self._draining = threading.Event()
@@ -98,6 +105,10 @@ class EmbedderService:
         """Searches moved to another model's collection: frames that name no model are for it."""
         if event.HasField("switched") and not event.switched.seed:
             self.active = event.switched.model
+
+    def watch_event(self, event: pb.MediaEvent) -> None:
+        """A watch entry added or deleted, the named people, or an alert raised (its track goes on)."""
+        self.alerting.apply(event)
 
     def delete_media(self, media_id: str) -> int:
         """Delete a removed item's faces from every collection this embedder writes."""
@@ -166,25 +177,33 @@ class EmbedderService:
                 self.settings.max_batch_tries,
             )
             self._tries.update(dict.fromkeys(keys, attempt))
+            self.alerting.rollback()  # delivered again, it raises its alerts again
             self.frames.rewind()
             self._stopping.wait(1.0)
             return
         for k in keys:
             self._tries.pop(k, None)
-        if done:  # else stopped before the faces were written: redone after a restart
-            self._commit()
+        # Else stopped before the faces were written: redone after a restart.
+        if done and self._commit():
+            self.alerting.commit()
+        else:
+            self.alerting.rollback()
 
-    def _commit(self) -> None:
-        """The batch's progress events first, then its frames: a batch is done only once the bus has
-        acknowledged both. If it has not, the batch is redone (upserts and the catalog's fold are
-        idempotent); that is no failed try of its frames."""
+    def _commit(self) -> bool:
+        """The batch's alerts and progress events first, then its frames: a batch is done only once
+        the bus has acknowledged them all. If it has not, the batch is redone (upserts, the catalog's
+        fold and alert ids are idempotent); that is no failed try of its frames."""
         try:
+            if self._alerts is not None:
+                self._alerts.flush(_ACK_TIMEOUT_S)
             self.events.flush(_ACK_TIMEOUT_S)
             self.frames.commit()
         except BusUnavailable as exc:
             log.warning("the bus did not acknowledge a processed batch (%s); it is done again", exc)
             self.frames.rewind()
             self._stopping.wait(1.0)
+            return False
+        return True
 
     def _process_isolating(self, batch: list[pb.Frame]) -> bool:
         """The last try: halve the batch until a frame that still fails is alone, and set that one
@@ -218,13 +237,17 @@ class EmbedderService:
         for outcome in outcomes:
             by_model[outcome.model].append(outcome)
         gone: set[str] = set()
+        seen: list[SeenFace] = []
         for model, group in by_model.items():
             pipeline, store = self.models.get(model)  # ModelUnavailable: the batch is tried again
-            owned = self._analyse(pipeline, self._decode(group))
+            owned, faces = self._analyse(pipeline, self._decode(group))
             if not self._upsert(store, owned):
                 return False
             gone |= self._undo_removed(store, [row for _, row in owned])
-        return self._finish([o for o in outcomes if o.frame.media_id not in gone])
+            if model == self.active:  # a reindex's re-read of older media raises nothing
+                seen += faces
+        alerts = self.alerting.evaluate(self.active, [f for f in seen if f.frame.media_id not in gone])
+        return self._finish([o for o in outcomes if o.frame.media_id not in gone], alerts)
 
     def _decode(self, outcomes: list[_Outcome]) -> list[tuple[_Outcome, np.ndarray]]:
         decoded = []
@@ -237,20 +260,23 @@ class EmbedderService:
 
     def _analyse(
         self, pipeline: FacePipeline, decoded: list[tuple[_Outcome, np.ndarray]]
-    ) -> list[tuple[_Outcome, FaceRow]]:
-        """Detect and embed; one row per face, with the outcome of the frame it is in."""
+    ) -> tuple[list[tuple[_Outcome, FaceRow]], list[SeenFace]]:
+        """Detect and embed; one row per face, with the outcome of the frame it is in, and each face
+        as the alert engine sees it."""
         if not decoded:
-            return []
+            return [], []
         analysis = pipeline.analyse([image for _, image in decoded])
         self.metrics.detect_seconds.observe(analysis.detect_s)
         self.metrics.embed_seconds.observe(analysis.embed_s)
-        owned = []
-        for (outcome, _), seen, vectors in zip(decoded, analysis.frames, analysis.vectors, strict=True):
+        owned, faces = [], []
+        for (outcome, image), seen, vectors in zip(decoded, analysis.frames, analysis.vectors, strict=True):
             outcome.faces = len(seen.faces)
             outcome.rejected = dict(seen.rejected)
             for i, (det, vec) in enumerate(zip(seen.faces, vectors, strict=True)):
-                owned.append((outcome, self._row(outcome.frame, i, det, vec)))
-        return owned
+                row = self._row(outcome.frame, i, det, vec)
+                owned.append((outcome, row))
+                faces.append(SeenFace(outcome.frame, i, row.box, row.vector, partial(face_still, image, det.box)))
+        return owned, faces
 
     @staticmethod
     def _row(frame: pb.Frame, face_index: int, det: Detection, vector: np.ndarray) -> FaceRow:
@@ -302,13 +328,19 @@ class EmbedderService:
             return False
         return True
 
-    def _finish(self, outcomes: list[_Outcome]) -> bool:
-        """Set aside the frames that failed, then report every frame. False if stopped meanwhile."""
+    def _finish(self, outcomes: list[_Outcome], alerts: Sequence[pb.Alert] = ()) -> bool:
+        """Set aside the frames that failed, then report every frame and raise the alerts (before the
+        commit: a crash raises them again). False if stopped meanwhile."""
         for outcome in outcomes:
             if outcome.failure:
                 self._set_aside(outcome)
-        if not self._report(self._events(outcomes)):
+        if not self._report(self._events(outcomes) + [alert_event(a) for a in alerts]):
             return False
+        if self._alerts is not None:
+            for alert in alerts:
+                self._alerts.publish(alert)
+        for alert in alerts:
+            self.metrics.alerts_raised.labels(pb.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower()).inc()
         for outcome in outcomes:
             for reason, n in outcome.rejected.items():
                 self.metrics.faces_rejected.labels(reason).inc(n)

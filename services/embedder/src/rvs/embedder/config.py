@@ -19,3 +19,6 @@ class EmbedderSettings(ModelSettings, StoreSettings, BusSettings):
     """Deliveries of a batch whose processing fails before its frames that still fail go to the
     dead-letter path (and count as processed, with the reason). The last try halves the batch down
     to single frames, so one bad frame does not sink the others."""
+    alert_gap_s: float = Field(30.0, gt=0)
+    """A watched (or unknown) person seen again at the same place (a stream, or one file) within this
+    many seconds of their last sighting is the same track: one alert, not one per frame."""

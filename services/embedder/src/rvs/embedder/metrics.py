@@ -34,6 +34,9 @@ class EmbedderMetrics:
             "rvs_upsert_seconds", "Milvus upsert time per batch.", buckets=_LATENCY, registry=registry
         )
         self.upsert_errors = Counter("rvs_milvus_upsert_errors", "Failed Milvus upserts.", registry=registry)
+        self.alerts_raised = Counter(
+            "rvs_alerts_raised", "Alerts raised, by kind: watch, unknown.", ["kind"], registry=registry
+        )
         self.consumer_lag = Gauge(
             "rvs_kafka_consumer_lag", "Frames waiting in each assigned partition.", ["partition"], registry=registry
         )

@@ -6,7 +6,14 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from rvs.core.bus.kafka import EventFollower, KafkaEventPublisher, KafkaFrameConsumer, ensure_topics
+from rvs.core.alerts.watchlist import is_watch_event
+from rvs.core.bus.kafka import (
+    EventFollower,
+    KafkaAlertPublisher,
+    KafkaEventPublisher,
+    KafkaFrameConsumer,
+    ensure_topics,
+)
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import IndexView, check_model, seed
 from rvs.core.logs import media_log
@@ -31,6 +38,7 @@ class EmbedderProcess:
         self.service: EmbedderService | None = None
         self.consumer: KafkaFrameConsumer | None = None
         self.events: KafkaEventPublisher | None = None
+        self.alerts: KafkaAlertPublisher | None = None
         self.store: FaceStore | None = None
         self.follower: EventFollower | None = None
         self.index = IndexView()
@@ -43,6 +51,7 @@ class EmbedderProcess:
         )
         ensure_topics(self.settings)
         self.events = KafkaEventPublisher(self.settings)
+        self.alerts = KafkaAlertPublisher(self.settings)
         self.consumer = KafkaFrameConsumer(self.settings, on_lag=lambda lags: self._set_lag(lags))
         self.service = EmbedderService(
             self.settings,
@@ -52,6 +61,7 @@ class EmbedderProcess:
             self.store,
             self.registry,
             load_model=model_loader(self.settings, self.settings.milvus_uri),
+            alerts=self.alerts,
         )
         self.follower = EventFollower(self.settings, self._fold)
         self.follower.start()
@@ -65,6 +75,8 @@ class EmbedderProcess:
     def _fold(self, event: pb.MediaEvent) -> None:
         if self.index.apply(event) and self.service is not None:
             self.service.index_switched(event)
+        if is_watch_event(event) and self.service is not None:
+            self.service.watch_event(event)  # from the topic's start: the watch list survives restarts
         if not event.HasField("removed") or self.service is None or self.store is None:
             return
         self.service.media_removed(event)
@@ -91,6 +103,8 @@ class EmbedderProcess:
             self.service.stop(drain_s=0)  # finish the batch in hand and commit it; the rest stays in Kafka
         if self.events:  # every committed batch's events are flushed already; the rest is redone
             self.events.close()
+        if self.alerts:
+            self.alerts.close()
         if self.consumer:
             self.consumer.close()
         if self.store:
