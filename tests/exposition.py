@@ -33,6 +33,7 @@ REQUIRED: dict[str, set[tuple[str, str]]] = {
         ("rvs_upsert_seconds", "histogram"),
         ("rvs_milvus_upsert_errors", "counter"),
         ("rvs_kafka_consumer_lag", "gauge"),
+        ("rvs_alerts_raised", "counter"),
     },
     "query": {
         ("rvs_rpc_seconds", "histogram"),

@@ -21,6 +21,7 @@ from rvs.core.catalog import Catalog
 from rvs.core.media.frames import decode_frame
 from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
+from rvs.embedder.process import EmbedderProcess
 from rvs.v1 import rvs_pb2 as pb
 
 from fake_pipeline import FakePipeline, MemoryFaceStore, frame, photo_jpeg
@@ -181,3 +182,16 @@ def test_embedded_mode_routes_watch_events_to_the_embedder(tmp_path: Path) -> No
         assert folded == ["watch_added", "watch_deleted", "known_people", "alert_raised", "index:switched"]
     finally:
         catalog.close()
+
+
+def test_distributed_mode_folds_watch_events_from_the_events_topic() -> None:
+    process = EmbedderProcess(
+        EmbedderSettings(kafka_bootstrap="127.0.0.1:9", milvus_uri="http://127.0.0.1:9", model=MODEL, detector="yunet")
+    )
+    process.service, events, _, _ = service()
+    watched = photo_jpeg(seed=1)
+    process._fold(watch("w1", watched))  # as EventFollower hands it over
+    assert process.service.alerting.watches.models() == {MODEL}
+    assert process.service.process([frame(MEDIA, 0, watched)]) and len(raised(events)) == 1
+    process._fold(pb.MediaEvent(watch_deleted=pb.WatchDeleted(watch_id="w1")))
+    assert process.service.alerting.watches.models() == set()
