@@ -1,19 +1,21 @@
 """Alerts with the real models and the real broker (slow): a watch made from one LFW photo of a person,
 a live stream's frames with that person and a stranger through the embedder (sface+yunet) in real
 time at 1 fps: one watch alert at the right time, one unknown alert for the stranger, each within 3 s
-of the face appearing; and the alerts topic on a real Kafka broker."""
+of the face appearing; a clip dropped into `rvs up`'s folder raising one alert; and the alerts topic
+on a real Kafka broker."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from rvs.cli.embedded import EmbeddedSettings
 from rvs.core.bus.kafka import KafkaAlertPublisher, ensure_topics
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.core.clock import now_ms
@@ -25,10 +27,11 @@ from rvs.embedder.app import EmbedderService
 from rvs.embedder.config import EmbedderSettings
 from rvs.v1 import rvs_pb2 as pb
 
-from conftest import lfw, shared
+from conftest import free_port, lfw, shared
 from corpus import BLAIR, BUSH
+from embedded_app import settings, start, wait_done
 from fake_pipeline import MemoryFaceStore
-from media_factory import Appearance, load_rgb, scene
+from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 from recorder import Recorder, wait_for
 
 SECONDS = 12
@@ -47,18 +50,26 @@ def pipeline(embedder_settings: EmbedderSettings) -> FacePipeline:
     return p
 
 
+def bush_watch(pipeline: FacePipeline) -> pb.MediaEvent:
+    """A watch entry for Bush, its template from another photo of him than any on screen."""
+    reference = pipeline.process([decode_image(lfw(BUSH, 5).read_bytes())])[0][0].vector
+    watch = pb.Watch(watch_id="watch-bush", name="George W. Bush")
+    added = pb.WatchAdded(watch=watch, templates=[pb.WatchTemplate(model="sface", vector=list(reference))])
+    return pb.MediaEvent(watch_added=added)
+
+
+def bush_then_blair() -> Callable[[float], np.ndarray]:
+    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (640, 360))
+    photos = {p: load_rgb(p) for p in (lfw(BUSH, 1), lfw(BLAIR, 2))}  # one face each (Blair 1 has two)
+    on_screen = [Appearance(lfw(BUSH, 1), *BUSH_ON), Appearance(lfw(BLAIR, 2), *BLAIR_ON, x=340, y=60)]
+    return scene(background, on_screen, photos)
+
+
 @pytest.mark.slow
 def test_a_watched_person_and_a_stranger_on_a_stream_raise_one_alert_each_within_3_s(
     pipeline: FacePipeline, embedder_settings: EmbedderSettings
 ) -> None:
-    # The watch's template: another photo of Bush than the one on the stream.
-    reference = pipeline.process([decode_image(lfw(BUSH, 5).read_bytes())])[0][0].vector
-    watch = pb.Watch(watch_id="watch-bush", name="George W. Bush")
-    added = pb.WatchAdded(watch=watch, templates=[pb.WatchTemplate(model="sface", vector=list(reference))])
-    background = load_rgb(shared("media", "dlib", "examples", "video_frames", "frame_000100.jpg"), (640, 360))
-    photos = {p: load_rgb(p) for p in (lfw(BUSH, 1), lfw(BLAIR, 2))}  # one face each (Blair 1 has two)
-    on_screen = [Appearance(lfw(BUSH, 1), *BUSH_ON), Appearance(lfw(BLAIR, 2), *BLAIR_ON, x=340, y=60)]
-    frame_at = scene(background, on_screen, photos)
+    frame_at = bush_then_blair()
 
     bus, events = MemoryFrameBus(64), Recorder()
     service = EmbedderService(
@@ -69,7 +80,7 @@ def test_a_watched_person_and_a_stranger_on_a_stream_raise_one_alert_each_within
         MemoryFaceStore(model="sface"),
         CollectorRegistry(),  # type: ignore[arg-type]
     )
-    service.watch_event(pb.MediaEvent(watch_added=added))
+    service.watch_event(bush_watch(pipeline))
     service.start()
     started_at = now_ms()
     try:
@@ -108,6 +119,38 @@ def test_a_watched_person_and_a_stranger_on_a_stream_raise_one_alert_each_within
     latencies = [a.raised_at_ms - a.seen_at_ms for a in alerts]
     print(f"face on camera -> alert raised: {latencies} ms")
     assert all(0 <= ms <= 3000 for ms in latencies)
+
+
+def test_a_clip_dropped_into_rvs_up_raises_one_alert_for_the_watched_person(
+    pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory, milvus_uri: str
+) -> None:
+    watch, data = tmp_path_factory.mktemp("watch"), tmp_path_factory.mktemp("data")
+    s = settings(watch, data, free_port(), free_port(), milvus_uri, f"alerts_{int(time.time())}")
+    sface = {"model": "sface", "detector": "yunet"}
+    s = EmbeddedSettings(
+        sampler=s.sampler, embedder=s.embedder.model_copy(update=sface), query=s.query.model_copy(update=sface)
+    )
+    r = start(s, watch)
+    alerts: list[pb.Alert] = []
+    try:
+        r.app.events.on_watch.append(
+            lambda e: alerts.extend([e.alert_raised.alert] if e.HasField("alert_raised") else [])
+        )
+        r.app.events.publish(bush_watch(pipeline))  # as the query service's AddWatch does
+        before = now_ms()
+        clip = write_video(
+            tmp_path_factory.mktemp("clip") / "door.mp4", bush_then_blair(), cfr_times(SECONDS, 25), gop=25
+        )
+        clip.rename(watch / "door.mp4")  # whole, at once
+        wait_done(r.stub, expected=1)
+    finally:
+        r.channel.close()
+        r.app.stop()
+    assert [(a.kind, a.watch_id, a.uri) for a in alerts] == [
+        (pb.ALERT_KIND_WATCH, "watch-bush", str(watch / "door.mp4"))
+    ]
+    assert abs(alerts[0].time_ms - BUSH_ON[0] * 1000) <= 1000  # a file asks for no unknown faces
+    assert before <= alerts[0].seen_at_ms - alerts[0].time_ms <= now_ms()  # its discovery, plus the time
 
 
 @pytest.fixture
