@@ -18,6 +18,7 @@ from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Face
+from rvs.core.instants import MAX_UNIX_MS
 from rvs.core.media.errors import MediaError, TooLarge
 from rvs.core.media.images import decode_image
 from rvs.core.media.kinds import MEDIA_KIND_BY_FILTER
@@ -32,9 +33,6 @@ from rvs.query.video_tracks import VideoTracks, media_of, sample_interval_ms
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# Ingest times a filter may name: unix milliseconds from 1970 to the end of year 9999.
-MAX_UNIX_MS = 253_402_300_799_999
 
 
 class EmptyImage(ValueError):
@@ -356,7 +354,7 @@ class SearchEngine:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
         if request.kinds not in MEDIA_KIND_BY_FILTER:
             raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(MEDIA_KIND_BY_FILTER)}")
-        for name in ("ingested_after_ms", "ingested_before_ms"):
+        for name in ("ingested_after_ms", "ingested_before_ms", "seen_after_ms", "seen_before_ms"):
             value = getattr(request, name)
             if not 0 <= value <= MAX_UNIX_MS:
                 raise InvalidQuery(
@@ -364,12 +362,6 @@ class SearchEngine:
                 )
         if request.ingested_before_ms and request.ingested_after_ms >= request.ingested_before_ms:
             raise InvalidQuery("ingested_after_ms must be earlier than ingested_before_ms")
-        for name in ("seen_after_ms", "seen_before_ms"):
-            value = getattr(request, name)
-            if not 0 <= value <= MAX_UNIX_MS:
-                raise InvalidQuery(
-                    f"{name} is {value}; it must be unix milliseconds in [0, {MAX_UNIX_MS}] (0: no limit)"
-                )
         if request.seen_before_ms and request.seen_after_ms >= request.seen_before_ms:
             raise InvalidQuery(
                 f"seen_after_ms ({request.seen_after_ms}) must be earlier than seen_before_ms"
