@@ -73,8 +73,8 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """Media whose end (a stream segment's start or a file's discovery, plus its length) is older
     than this many days are removed from the index and the catalog (0: kept forever)."""
     source_retention_days: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    """Per source prefix, its own retention_days (the longest matching prefix wins; 0: forever), e.g.
-    RVS_SOURCE_RETENTION_DAYS='{"stream:cam1": 7, "s3://uploads/tmp/": 1}'."""
+    """Per source prefix, its own retention_days, as JSON ({"stream:cam1": 7, "s3://uploads/tmp/": 1});
+    the longest matching prefix wins (0: forever)."""
     retention_interval_s: float = Field(3600.0, gt=0)
     """Seconds between two retention passes (every query service runs them: removal is idempotent)."""
     max_query_faces: int = Field(64, ge=1, le=1024)
