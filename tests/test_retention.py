@@ -174,3 +174,20 @@ def test_a_removal_that_leaves_the_item_does_not_loop(tmp_path: Path) -> None:
     calls: list[str] = []
     job = RetentionJob(RULES, 3600, c, lambda m: calls.append(m) or 0, QueryMetrics(CollectorRegistry()), Clock(NOW))
     assert job.run_once() == (2, 0) and sorted(calls) == ["cam1-old", "old-photo"]
+
+
+def test_the_longest_video_counts_one_still_being_sampled(tmp_path: Path) -> None:
+    c = Catalog(tmp_path / "c.db")
+    corpus(c)
+    assert c.longest_video_ms() == 6 * DAY_MS
+    live = pb.MediaEvent(
+        media_id="live",
+        at_ms=NOW,
+        discovered=pb.MediaDiscovered(uri="stream:cam3/1", kind=pb.MEDIA_KIND_VIDEO, source="stream:cam3"),
+    )
+    c.apply(live)
+    started = pb.SamplingStarted(sample_interval_ms=DAY_MS)  # a sample a day, to keep it short
+    c.apply(pb.MediaEvent(media_id="live", at_ms=NOW + 1, sampling_started=started))
+    frames = pb.FramesEmbedded(sample_indices=list(range(7)), face_counts=[0] * 7)
+    c.apply(pb.MediaEvent(media_id="live", at_ms=NOW + 2, embedded=frames))
+    assert c.longest_video_ms() == 7 * DAY_MS

@@ -381,10 +381,15 @@ class Catalog:
         return ids
 
     def longest_video_ms(self) -> int:
-        """The longest duration of a catalogued item: how long before a time window a video that
-        reaches into it can have begun."""
+        """The longest duration of a catalogued item (one still being sampled, a live segment, by what
+        is sampled so far): how long before a time window a video that reaches into it can have begun."""
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(duration_ms), 0) FROM media").fetchone()[0])
+            done = self._db.execute("SELECT COALESCE(MAX(duration_ms), 0) FROM media").fetchone()[0]
+            growing = self._db.execute(
+                "SELECT COALESCE(MAX(frames_sampled * sample_interval_ms), 0) FROM media WHERE state IN (?, ?)",
+                (pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING),
+            ).fetchone()[0]
+        return int(max(done, growing))
 
     def has_unfinished(self) -> bool:
         with self._lock:
