@@ -4,18 +4,22 @@ and Milvus while the recent ones stay."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from rvs.cli.embedded import EmbeddedSettings
 from rvs.cli.main import main
 from rvs.core.clock import now_ms
-from rvs.core.instants import show_instant
+from rvs.core.instants import parse_instant, show_instant
 from rvs.core.retention import DAY_MS
 from rvs.v1 import rvs_pb2 as pb
 
@@ -59,7 +63,8 @@ def test_last_seen_newest_first_in_a_window_and_retention(
     tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     watch, data = tmp_path_factory.mktemp("watch"), tmp_path_factory.mktemp("data")
-    s = settings(watch, data, free_port(), free_port(), milvus_uri, f"time_{int(time.time())}")
+    web_port = free_port()
+    s = settings(watch, data, free_port(), free_port(), milvus_uri, f"time_{int(time.time())}", web_port=web_port)
     sface = {"model": "sface", "detector": "yunet"}
     s = EmbeddedSettings(
         sampler=s.sampler,
@@ -77,7 +82,8 @@ def test_last_seen_newest_first_in_a_window_and_retention(
             shutil.copy(f, watch / f.name)
         first = {Path(m.uri).stem + Path(m.uri).suffix: m for m in wait_done(stub, expected=2)}
         old_end = max(m.discovered_at_ms + m.duration_ms for m in first.values())
-        while now_ms() <= old_end + 500:  # the second batch is found after the first has ended
+        while now_ms() <= old_end + 2500:  # the second batch is found after the first has ended (by more
+            # than the second to which an ISO time below is rounded)
             time.sleep(0.1)
         for f in staging.glob("new.*"):
             shutil.copy(f, watch / f.name)
@@ -111,9 +117,18 @@ def test_last_seen_newest_first_in_a_window_and_retention(
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(err.value) == "INVALID_PARAMETER"
         assert "seen_after_ms" in (err.value.details() or "")
 
+        # The page's API: the same options, as its query string (ISO 8601 or unix ms).
+        since = show_instant(new_start - 1000)  # ISO 8601, to the second
+        url = f"http://127.0.0.1:{web_port}/api/search?order=newest&seen_after={urllib.parse.quote(since)}"
+        with urllib.request.urlopen(urllib.request.Request(url, data=query.read_bytes()), timeout=60) as answer:
+            result = json.loads(answer.read())["result"]
+        page = json_format.ParseDict(result, pb.SearchResponse(), ignore_unknown_fields=True)
+        grpc_answer = search(stub, query, order=pb.SEARCH_ORDER_NEWEST, seen_after_ms=parse_instant(since))
+        assert names(page) == names(grpc_answer) == (["new"], ["new"])
+        assert page.videos[0].segments[0].start_at_ms == grpc_answer.videos[0].segments[0].start_at_ms > 0
+
         capsys.readouterr()
         with pytest.raises(SystemExit) as done:
-            since = show_instant(new_start - 1000)  # ISO 8601, to the second
             main(["search", str(query), "--newest", "--after", since, "--target", f"127.0.0.1:{r.app.query.port}"])  # type: ignore[union-attr]
         out = capsys.readouterr().out
         assert done.value.code in (0, None) and "new.mp4" in out and "old.mp4" not in out and "seen " in out
