@@ -137,11 +137,12 @@ def test_last_seen_newest_first_in_a_window_and_retention(
         store = r.app.store
         assert store is not None and store.count(first["old.mp4"].media_id) > 0
         clock.at_ms = new_start + DAY_MS
-        deadline = time.monotonic() + 30
-        while (
-            time.monotonic() < deadline and r.app.catalog.get(first["old.mp4"].media_id).state != pb.MEDIA_STATE_DELETED
-        ):  # type: ignore[union-attr]
-            time.sleep(0.2)
+        old_ids = [m.media_id for m in first.values()]
+
+        def states() -> set[int | None]:
+            return {e.state if (e := r.app.catalog.get(i)) else None for i in old_ids}
+
+        wait_for(lambda: states() == {pb.MEDIA_STATE_DELETED}, 30)  # both, whichever goes first
         listed = {Path(m.uri).name: m.state for m in stub.ListMedia(pb.ListMediaRequest()).media}
         assert listed == {
             "old.mp4": pb.MEDIA_STATE_DELETED,
@@ -153,7 +154,8 @@ def test_last_seen_newest_first_in_a_window_and_retention(
         # Milvus shows a delete to counts a moment later.
         wait_for(lambda: store.count(first["old.mp4"].media_id) + store.count(first["old.jpg"].media_id) == 0, 30)
         assert store.count(media["new.mp4"].media_id) > 0
-        assert r.app.registry.get_sample_value("rvs_retention_removed_total") == 2
+        # Counted once each removal returns (the catalog shows it just before).
+        wait_for(lambda: r.app.registry.get_sample_value("rvs_retention_removed_total") == 2, 10)
 
         # The old files are still in the folder: touched, they are not ingested again.
         for name in ("old.mp4", "old.jpg"):
@@ -170,15 +172,13 @@ def test_last_seen_newest_first_in_a_window_and_retention(
         while now_ms() <= cutoff + 1000:  # the second batch's removals come after the cutoff
             time.sleep(0.1)
         clock.at_ms = cutoff + DAY_MS
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and r.app.catalog.get(first["old.mp4"].media_id) is not None:
-            time.sleep(0.2)
+        wait_for(lambda: states() == {None}, 30)
         assert {Path(m.uri).name: m.state for m in stub.ListMedia(pb.ListMediaRequest()).media} == {
             "new.mp4": pb.MEDIA_STATE_DELETED,
             "new.jpg": pb.MEDIA_STATE_DELETED,
         }
         assert not search(stub, query).matched
-        assert r.app.registry.get_sample_value("rvs_retention_purged_total") == 2
+        wait_for(lambda: r.app.registry.get_sample_value("rvs_retention_purged_total") == 2, 10)
     finally:
         r.channel.close()
         r.app.stop()
