@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from rvs.cli.embedded import EmbeddedApp, EmbeddedSettings
+from rvs.core.clock import Clock, now_ms
 from rvs.embedder.config import EmbedderSettings
 from rvs.query.config import QuerySettings
 from rvs.sampler.config import SamplerSettings
@@ -58,8 +59,9 @@ def wait_done(stub: rvs_pb2_grpc.SearchServiceStub, expected: int, timeout_s: fl
     raise AssertionError(f"ingest did not finish: {media}")
 
 
-def start(s: EmbeddedSettings, watch: Path) -> Running:
-    app = EmbeddedApp(s)
+def start(s: EmbeddedSettings, watch: Path, clock: Clock = now_ms) -> Running:
+    """`clock`: the time retention measures ages from."""
+    app = EmbeddedApp(s, clock)
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.query.port}")  # type: ignore[union-attr]
     return Running(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from rvs.core.bus import removal
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.v1 import rvs_pb2 as pb
 
@@ -146,3 +148,26 @@ def test_caught_up_only_once_what_the_folder_held_at_start_is_sampled(sampler, t
     wait_for(service.caught_up, 20)
     assert [e.media_id for e in events.of("sampled")] == [events.of("discovered")[0].media_id]
     assert service.healthy()
+
+
+def test_content_removed_by_retention_is_not_ingested_again(sampler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service, _, events = sampler()
+    watch = tmp_path / "watch"
+    write_photo(watch / "old.jpg", seed=4)
+    write_photo(watch / "deleted.jpg", seed=5)
+    wait_for(lambda: len(events.of("sampled")) == 2)
+    ids = {Path(e.discovered.uri).name: e.media_id for e in events.of("discovered")}
+    service.media_removed(removal(ids["old.jpg"], expired=True))
+    service.media_removed(removal(ids["deleted.jpg"]))  # DeleteMedia: a new version is a new ingest
+    for name in ("old.jpg", "deleted.jpg"):  # the same content, touched: found again
+        os.utime(watch / name, ns=(time.time_ns(), time.time_ns() + 10**9))
+    wait_for(lambda: len(events.of("discovered")) == 3)
+    time.sleep(1.0)  # scans on: the expired one stays out
+    again = events.of("discovered")[2:]
+    assert [e.media_id for e in again] == [ids["deleted.jpg"]]
+    service.stop()
+
+    _, _, events2 = sampler()  # a restart remembers it
+    shutil.copy(watch / "old.jpg", watch / "copy-of-old.jpg")
+    time.sleep(1.5)
+    assert events2.of("discovered") == []

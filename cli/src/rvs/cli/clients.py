@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict, MessageToJson
 from google.protobuf.message import Message
 
 from rvs.cli import status_view
+from rvs.core.instants import parse_instant, show_instant
 from rvs.core.media.kinds import KIND_FILTERS, media_kind
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
@@ -131,7 +132,14 @@ def search(args: argparse.Namespace) -> int:
     }
     if args.min_score is not None:
         options["min_score"] = args.min_score
-    request = pb.SearchRequest(**options, rejected_face_ids=args.reject_face, rejected_track_ids=args.reject_track)
+    try:
+        when = _when(args)
+    except ValueError as exc:
+        print(f"rvs search: {exc}", file=sys.stderr)
+        return 2
+    request = pb.SearchRequest(
+        **options, **when, rejected_face_ids=args.reject_face, rejected_track_ids=args.reject_track
+    )
     if args.face is not None:
         request.face_index = args.face
     if args.face_id:
@@ -150,6 +158,9 @@ def search(args: argparse.Namespace) -> int:
             print(f"rvs search: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
             return 2
         if media_kind(args.photo) == pb.MEDIA_KIND_VIDEO:
+            if when:
+                print("rvs search: --newest, --after and --before are for photos, not clips", file=sys.stderr)
+                return 2
             clip = pb.SearchByVideoRequest(video=data, **options)
             return calling("search", args, lambda rpc: _clip(rpc, clip, args.json))
         request.image = data
@@ -162,6 +173,16 @@ def search(args: argparse.Namespace) -> int:
             print_matches(response)
 
     return calling("search", args, body)
+
+
+def _when(args: argparse.Namespace) -> dict[str, Any]:
+    """The order and the time window of --newest, --after and --before (ValueError: not a time)."""
+    when: dict[str, Any] = {"order": pb.SEARCH_ORDER_NEWEST} if args.newest else {}
+    if args.after:
+        when["seen_after_ms"] = parse_instant(args.after)
+    if args.before:
+        when["seen_before_ms"] = parse_instant(args.before)
+    return when
 
 
 def json_text(message: Message) -> str:
@@ -208,13 +229,16 @@ def print_hits(response: pb.SearchResponse) -> None:
     if response.videos:
         print(f"\nVideos ({len(response.videos)})")
         for v in response.videos:
-            print(f"  {v.best_score:6.3f}  {v.uri}  (length {_fmt_time(v.duration_ms)})")
+            stream = f"  stream {v.stream}" if v.stream else ""
+            print(f"  {v.best_score:6.3f}  {v.uri}  (length {_fmt_time(v.duration_ms)}){stream}")
             for seg in v.segments:
                 print(
                     f"          {_fmt_time(seg.start_ms)} - {_fmt_time(seg.end_ms)}  best {seg.best_score:.3f}"
                     f" at {_fmt_time(seg.best_time_ms)}, track {seg.track_score:.3f} over {seg.samples} samples"
                     f"  [track {seg.track_id}]"
                 )
+                if seg.start_at_ms:
+                    print(f"          seen {show_instant(seg.start_at_ms)} - {show_instant(seg.end_at_ms)}")
 
 
 def _all_media(rpc: Rpc) -> Callable[[], list[pb.Media]]:

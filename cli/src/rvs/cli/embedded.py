@@ -16,6 +16,7 @@ from rvs.core.alerts.watchlist import is_watch_event
 from rvs.core.bus import removal
 from rvs.core.bus.memory import MemoryFrameBus
 from rvs.core.catalog import Catalog
+from rvs.core.clock import Clock, now_ms
 from rvs.core.config import check_agree
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import check_model, is_index_event, seed, switched
@@ -71,9 +72,10 @@ class LocalEvents:
             log.info("reindex into %s complete: switching searches to it", model)
             self.publish(switched(model))
 
-    def remove_media(self, media_id: str) -> int:
-        """DeleteMedia: the removal as an event, like the sampler's; the faces removed."""
-        return self.remove(removal(media_id))
+    def remove_media(self, media_id: str, expired: bool = False) -> int:
+        """DeleteMedia (and retention, `expired`): the removal as an event, like the sampler's; the
+        faces removed."""
+        return self.remove(removal(media_id, expired))
 
     def remove(self, event: pb.MediaEvent) -> int:
         # Every service knows of the removal before the faces go, so a batch the embedder upserts
@@ -113,8 +115,10 @@ class EmbeddedApp:
     """Embedded mode as parts started in order and stopped in reverse (`parts`): a stop takes work
     in last (health, then the sampler), drains the embedder, then closes the index and the catalog."""
 
-    def __init__(self, settings: EmbeddedSettings) -> None:
+    def __init__(self, settings: EmbeddedSettings, clock: Clock = now_ms) -> None:
+        """`clock`: the time retention measures ages from (a test's clock)."""
         self.settings = settings
+        self.clock = clock
         shared = settings.shared
         self.registry = CollectorRegistry()
         self.metrics = MetricsEndpoint(self.registry, shared.metrics_host, shared.metrics_port)
@@ -201,6 +205,7 @@ class EmbeddedApp:
             remove_media=self.events.remove_media,
             models=ModelSet((self.query_pipeline, self.store), model_loader(s.query, self.uri)),
             publish=self.events.publish,
+            clock=self.clock,
         )
         self.embedder = EmbedderService(
             s.embedder,

@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--person", help="find a person of `rvs people`: by id, or by name (case-insensitive)")
     search.add_argument("--reject-face", action="append", default=[], metavar="ID", help="not this person (repeat)")
     search.add_argument("--reject-track", action="append", default=[], metavar="ID", help="not this person (repeat)")
+    search.add_argument(
+        "--newest", action="store_true", help="most recently seen first (videos by their newest segment)"
+    )
+    search.add_argument("--after", metavar="TIME", help="only faces seen at or after this (ISO 8601 or unix ms)")
+    search.add_argument("--before", metavar="TIME", help="only faces seen before this (ISO 8601 or unix ms)")
     search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=cmd_search)
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from rvs.core import index_fold, people_fold
 from rvs.core.clock import now_ms
+from rvs.core.retention import RetentionRules
 from rvs.v1 import rvs_pb2 as pb
 
 _SCHEMA = """
@@ -71,6 +72,7 @@ END"""
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS media_order ON media (discovered_at_ms, media_id);
 CREATE INDEX IF NOT EXISTS media_state ON media (state, discovered_at_ms, media_id);
+CREATE INDEX IF NOT EXISTS media_duration ON media (duration_ms);
 """
 
 # Media per state, kept by triggers in the same transactions, so a scrape reads six rows, not the catalog.
@@ -88,6 +90,9 @@ CREATE TRIGGER media_recounted AFTER UPDATE ON media WHEN OLD.state != NEW.state
     INSERT INTO state_counts VALUES (NEW.state, 1) ON CONFLICT(state) DO UPDATE SET n=n+1;
 END;
 """
+
+# A media item's end in unix ms: its time 0 (a stream segment's start, else its discovery) plus its length.
+_END = "(COALESCE(NULLIF(started_at_ms, 0), discovered_at_ms) + duration_ms)"
 
 _UNFINISHED = (pb.MEDIA_STATE_QUEUED, pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING)
 
@@ -346,6 +351,45 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM media WHERE media_id IN ({marks})", media_ids).fetchall()
         return {r["media_id"]: _to_proto(r) for r in rows}
+
+    def expired(self, rules: RetentionRules, now: int, limit: int) -> list[str]:
+        """Media not removed whose end (time 0 plus duration) is older than their source's limit
+        (at most `limit`, oldest first)."""
+        retention, args = rules.limit_sql()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT media_id FROM media WHERE NOT deleted AND {_END} < ? - {retention}"
+                " ORDER BY discovered_at_ms, media_id LIMIT ?",
+                [now, *args, limit],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def purge_removed(self, rules: RetentionRules, now: int, limit: int) -> list[str]:
+        """Forget media removed longer ago than their source's limit (at most `limit`): their rows,
+        frames and people units; the media forgotten. By then no event of theirs is in flight."""
+        retention, args = rules.limit_sql()
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT media_id FROM media WHERE deleted AND removed_at_ms < ? - {retention} LIMIT ?",
+                    [now, *args, limit],
+                )
+            ]
+            for table in ("frames", "person_units", "people_media", "reindex_items", "reindex_frames", "media"):
+                db.executemany(f"DELETE FROM {table} WHERE media_id=?", [(m,) for m in ids])
+        return ids
+
+    def longest_video_ms(self) -> int:
+        """The longest duration of a catalogued item (one still being sampled, a live segment, by what
+        is sampled so far): how long before a time window a video that reaches into it can have begun."""
+        with self._lock:
+            done = self._db.execute("SELECT COALESCE(MAX(duration_ms), 0) FROM media").fetchone()[0]
+            growing = self._db.execute(
+                "SELECT COALESCE(MAX(frames_sampled * sample_interval_ms), 0) FROM media WHERE state IN (?, ?)",
+                (pb.MEDIA_STATE_SAMPLING, pb.MEDIA_STATE_EMBEDDING),
+            ).fetchone()[0]
+        return int(max(done, growing))
 
     def has_unfinished(self) -> bool:
         with self._lock:

@@ -9,6 +9,7 @@ environment variables (argparse only knows the choices of a Literal and the on/o
 from __future__ import annotations
 
 import argparse
+import json
 import types
 import typing
 from collections.abc import Iterable
@@ -80,9 +81,18 @@ def _kind(field: FieldInfo) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(annotation) is Literal:
         return {"choices": [str(a) for a in args], "metavar": "|".join(str(a) for a in args)}
+    if typing.get_origin(annotation) is dict:  # a JSON object, as in the environment variable
+        return {"type": _json_object, "metavar": "JSON"}
     if typing.get_origin(annotation) is tuple:
         return {"nargs": "*" if Ellipsis in args else len(args), "metavar": "VALUE"}
     return {"metavar": _METAVARS.get(annotation, "VALUE")}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 _METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "X", Path: "PATH"}

@@ -55,7 +55,8 @@ class AlertPublisher(Protocol):
         """Return once every published alert is recorded; raise BusUnavailable if one is not."""
 
 
-def removal(media_id: str) -> pb.MediaEvent:
+def removal(media_id: str, expired: bool = False) -> pb.MediaEvent:
     """The event that removes a media item, stamped now: every service folds it (ingest stopped,
-    frames dropped, faces deleted, catalog marked), and anything of that ingest older is ignored."""
-    return pb.MediaEvent(media_id=media_id, at_ms=now_ms(), removed=pb.MediaRemoved())
+    frames dropped, faces deleted, catalog marked), and anything of that ingest older is ignored.
+    `expired`: removed by retention, so its content is not ingested again."""
+    return pb.MediaEvent(media_id=media_id, at_ms=now_ms(), removed=pb.MediaRemoved(expired=expired))

@@ -25,11 +25,12 @@ from pymilvus.exceptions import (
 
 from rvs.core.config import StoreSettings
 from rvs.core.retry import Backoff
+from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 MAX_SEARCH_LIMIT = 16384  # Milvus's cap on one search's (and one query's) result count
-_OUTPUT_FIELDS = ["media_id", "uri", "kind", "time_ms", "x1", "y1", "x2", "y2", "det_score", "source"]
+_OUTPUT_FIELDS = ["media_id", "uri", "kind", "time_ms", "x1", "y1", "x2", "y2", "det_score", "source", "ingested_at_ms"]
 
 
 class IndexModelMismatch(RuntimeError):
@@ -115,6 +116,7 @@ class FaceHit:
     det_score: float
     source: str
     score: float
+    ingested_at_ms: int = 0  # unix ms of the media item's time 0 (a photo's discovery)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,24 @@ class SearchFilter:
     source_prefix: str = ""
     ingested_after_ms: int = 0
     ingested_before_ms: int = 0
+    # Seen in [seen_after_ms, seen_before_ms) (0: open), for photos exactly; for a video, every face
+    # of a media item that can have a segment there: begun before the window ends, and begun at most
+    # `longest_video_ms` before it starts (a face's row has no end time to compare).
+    seen_after_ms: int = 0
+    seen_before_ms: int = 0
+    longest_video_ms: int | None = None  # None: unknown, no lower bound for videos
+
+    def _seen(self) -> str:
+        before = f" and ingested_at_ms < {int(self.seen_before_ms)}" if self.seen_before_ms else ""
+        photos = f"ingested_at_ms >= {int(self.seen_after_ms)}{before}"
+        videos = before.removeprefix(" and ")
+        if self.seen_after_ms and self.longest_video_ms is not None:
+            reach = f"ingested_at_ms > {int(self.seen_after_ms) - int(self.longest_video_ms)}"
+            videos = f"{reach}{before}"
+        photo = f"kind == {int(pb.MEDIA_KIND_IMAGE)}"
+        video = f"kind != {int(pb.MEDIA_KIND_IMAGE)}"
+        kinds = [f"({photo} and {photos})", f"({video} and {videos})" if videos else video]
+        return f"({' or '.join(kinds)})"
 
     def expression(self) -> str:
         parts = []
@@ -168,6 +188,8 @@ class SearchFilter:
             parts.append(f"ingested_at_ms >= {int(self.ingested_after_ms)}")
         if self.ingested_before_ms:
             parts.append(f"ingested_at_ms < {int(self.ingested_before_ms)}")
+        if self.seen_after_ms or self.seen_before_ms:
+            parts.append(self._seen())
         return " and ".join(parts)
 
 
@@ -365,6 +387,7 @@ class FaceStore:
                     det_score=float(e["det_score"]),
                     source=e["source"],
                     score=min(score, 1.0),
+                    ingested_at_ms=int(e["ingested_at_ms"]),
                 )
             )
         return hits

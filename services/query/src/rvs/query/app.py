@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from rvs.core.bus import removal
 from rvs.core.catalog import Catalog, CatalogCollector
+from rvs.core.clock import Clock, now_ms
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import reindex_requested
 from rvs.core.model_set import ModelSet
@@ -18,6 +21,7 @@ from rvs.query.metrics import QueryMetrics
 from rvs.query.people.directory import People
 from rvs.query.people.job import PeopleJob
 from rvs.query.people.units import UnitReader
+from rvs.query.retention import RetentionJob
 from rvs.query.search import SearchEngine
 from rvs.query.server import QueryServer, SearchServicer
 from rvs.query.web.page import SearchPage
@@ -25,6 +29,12 @@ from rvs.query.web.server import WebServer
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+
+class RemoveMedia(Protocol):
+    """Records a media item's removal for every service and deletes its faces; the faces removed."""
+
+    def __call__(self, media_id: str, expired: bool = False) -> int: ...
 
 
 class QueryService:
@@ -35,16 +45,19 @@ class QueryService:
         store: FaceStore,
         catalog: Catalog | None,
         registry: CollectorRegistry,
-        remove_media: Callable[[str], int] | None = None,
+        remove_media: RemoveMedia | None = None,
         models: ModelSet | None = None,
         publish: Callable[[pb.MediaEvent], None] | None = None,
+        clock: Clock = now_ms,
     ) -> None:
         """`remove_media` records a DeleteMedia as a removal event for every service and returns the
         faces removed; without it (no bus) DeleteMedia changes only this service's catalog and the index.
         `models`: the models this service can search with (`pipeline` and `store` first); `publish`
-        records an event for every service (a reindex request; None: no bus, no reindex)."""
+        records an event for every service (a reindex request; None: no bus, no reindex); `clock`:
+        the time retention measures ages from."""
         self.settings = settings
         self.catalog = catalog
+        self._remove_media = remove_media
         self.models = models or ModelSet((pipeline, store))
         self._publish = publish
         self.engine = SearchEngine(settings, pipeline, store, catalog)
@@ -69,6 +82,11 @@ class QueryService:
             delete_faces=self.delete_faces,
             people=self.engine.people,
         )
+        self.retention_job: RetentionJob | None = None
+        if catalog is not None and not settings.retention.keeps_all:
+            self.retention_job = RetentionJob(
+                settings.retention, settings.retention_interval_s, catalog, self.expire, metrics, clock
+            )
         self.server = QueryServer(settings, self.servicer)
         self.web: WebServer | None = None
         if settings.web_port:
@@ -107,6 +125,16 @@ class QueryService:
         active = (self.catalog.active_model(), self.catalog.reindex_target()) if self.catalog else ()
         return self.models.delete_media(media_id, also=active)
 
+    def expire(self, media_id: str) -> int:
+        """Retention's removal of a media item: its faces first (an index away leaves the item to the
+        next pass), then the removal event, marked expired so its content is not ingested again."""
+        removed = self.delete_faces(media_id)
+        if self._remove_media is not None:
+            return removed + self._remove_media(media_id, expired=True)
+        assert self.catalog is not None
+        self.catalog.apply(removal(media_id, expired=True))
+        return removed + self.delete_faces(media_id)
+
     @staticmethod
     def _index_size(registry: CollectorRegistry, store: Callable[[], FaceStore], catalog: Catalog | None) -> None:
         """Index size, read at scrape time: faces from Milvus (the collection searches use), media by
@@ -140,6 +168,8 @@ class QueryService:
             self.web.start()
         if self.people_job is not None:
             self.people_job.start()
+        if self.retention_job is not None:
+            self.retention_job.start()
 
     def ready(self) -> None:
         self.server.set_serving(True)
@@ -152,6 +182,8 @@ class QueryService:
         return self.server.serving
 
     def stop(self, grace_s: float = 5.0) -> None:
+        if self.retention_job is not None:
+            self.retention_job.stop()
         if self.people_job is not None:
             self.people_job.stop()
         if self.web is not None:

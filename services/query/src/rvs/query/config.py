@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
 
 from rvs.core.config import BusSettings, ModelSettings, StoreSettings, is_loopback
+from rvs.core.retention import RetentionRules
 
 
 class QuerySettings(ModelSettings, StoreSettings, BusSettings):
@@ -67,6 +69,14 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     """Similarity at which units are one person; unset: derived from the model's threshold."""
     people_min_faces: int | None = Field(None, ge=1)
     """Faces a new person needs (a track counts its samples); unset: the clustering default."""
+    retention_days: float = Field(0.0, ge=0)
+    """Media whose end (a stream segment's start or a file's discovery, plus its length) is older
+    than this many days are removed from the index and the catalog (0: kept forever)."""
+    source_retention_days: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """Per source prefix, its own retention_days, as JSON ({"stream:cam1": 7, "s3://uploads/tmp/": 1});
+    the longest matching prefix wins (0: forever)."""
+    retention_interval_s: float = Field(3600.0, gt=0)
+    """Seconds between two retention passes (every query service runs them: removal is idempotent)."""
     max_query_faces: int = Field(64, ge=1, le=1024)
     """Faces of a query photo that are reported (largest first) and may be chosen with face_index;
     only the searched one is embedded."""
@@ -132,6 +142,10 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
                 f"or set RVS_ALLOW_UNAUTHENTICATED=true if another layer authenticates every request"
             )
         return self
+
+    @property
+    def retention(self) -> RetentionRules:
+        return RetentionRules(self.retention_days, self.source_retention_days)
 
     @model_validator(mode="after")
     def _clip_fits_a_message(self) -> QuerySettings:

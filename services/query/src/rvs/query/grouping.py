@@ -9,6 +9,7 @@ import numpy as np
 
 from rvs.core.store.faces import FaceHit
 from rvs.core.tracks import Track
+from rvs.query.timeline import stamp
 from rvs.v1 import rvs_pb2 as pb
 
 
@@ -27,23 +28,34 @@ def best_per_frame(hits: Iterable[FaceHit]) -> list[FaceHit]:
 
 
 def image_hits(
-    hits: Iterable[FaceHit], top_k: int, catalog: dict[str, pb.Media] | None = None, min_score: float = -1.0
+    hits: Iterable[FaceHit],
+    top_k: int,
+    catalog: dict[str, pb.Media] | None = None,
+    min_score: float = -1.0,
+    newest: bool = False,
 ) -> list[pb.ImageHit]:
-    """The top photos among the hits at or above min_score (videos' hits are left out), best first."""
+    """The top photos among the hits at or above min_score (videos' hits are left out), best first
+    (`newest`: the most recently discovered first)."""
     catalog = catalog or {}
     images = [
-        pb.ImageHit(
-            media_id=h.media_id,
-            uri=entry.uri if (entry := catalog.get(h.media_id)) else h.uri,
-            score=h.score,
-            box=_box(h.box),
-            face_id=h.key,
+        (
+            h.ingested_at_ms,
+            pb.ImageHit(
+                media_id=h.media_id,
+                uri=entry.uri if (entry := catalog.get(h.media_id)) else h.uri,
+                score=h.score,
+                box=_box(h.box),
+                face_id=h.key,
+            ),
         )
         for h in best_per_frame(hits)
         if h.kind == pb.MEDIA_KIND_IMAGE and h.score >= min_score
     ]
-    images.sort(key=lambda i: (-i.score, i.uri))
-    return images[:top_k]
+    if newest:
+        images.sort(key=lambda pair: (-pair[0], pair[1].uri))
+    else:
+        images.sort(key=lambda pair: (-pair[1].score, pair[1].uri))
+    return [image for _, image in images[:top_k]]
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,8 @@ def video_hit(
     evidence: Evidence,
     rejected: Rejections,
 ) -> pb.VideoHit | None:
-    """The video's matching tracks as one hit (None: no track matches), segments in time order."""
+    """The video's matching tracks as one hit (None: no track matches), segments in time order, with
+    their wall-clock times."""
     segments = []
     for track in tracks:
         segment = track_segment(track, query, interval_ms, entry.duration_ms, evidence)
@@ -127,7 +140,7 @@ def video_hit(
     if not segments:
         return None
     segments.sort(key=lambda s: (s.start_ms, s.track_id))
-    return pb.VideoHit(
+    hit = pb.VideoHit(
         media_id=entry.media_id,
         uri=entry.uri,
         duration_ms=entry.duration_ms,
@@ -135,3 +148,4 @@ def video_hit(
         track_score=max(s.track_score for s in segments),
         segments=segments,
     )
+    return stamp(hit, entry)

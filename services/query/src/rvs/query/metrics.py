@@ -52,3 +52,19 @@ class QueryMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        self.retention_removed = Counter(
+            "rvs_retention_removed",
+            "Media items removed by retention (older than their source's limit).",
+            registry=registry,
+        )
+        self.retention_purged = Counter(
+            "rvs_retention_purged",
+            "Removed media items forgotten by the catalog (removed longer ago than their source's limit).",
+            registry=registry,
+        )
+        self.retention_pass_seconds = Histogram(
+            "rvs_retention_pass_seconds",
+            "Time of one retention pass.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )

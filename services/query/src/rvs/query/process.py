@@ -85,11 +85,12 @@ class QueryProcess:
         if self.service is not None:
             self.service.index_event(event)
 
-    def _remove_media(self, media_id: str) -> int:
-        """DeleteMedia: recorded on the events topic first (the sampler stops the ingest, embedders
-        drop its frames, every query replica and restart folds it), then the faces are deleted."""
+    def _remove_media(self, media_id: str, expired: bool = False) -> int:
+        """DeleteMedia (and retention, `expired`): recorded on the events topic first (the sampler
+        stops the ingest, embedders drop its frames, every query replica and restart folds it), then
+        the faces are deleted."""
         assert self.removals is not None and self.catalog is not None and self.store is not None
-        event = removal(media_id)
+        event = removal(media_id, expired)
         self.removals.publish(event)
         self.removals.flush(_ACK_TIMEOUT_S)  # BusUnavailable if the broker did not record it
         self.catalog.apply(event)  # at once for this caller; the follower folds it again, to no effect

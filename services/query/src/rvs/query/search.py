@@ -18,6 +18,7 @@ from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.types import Face
+from rvs.core.instants import MAX_UNIX_MS
 from rvs.core.media.errors import MediaError, TooLarge
 from rvs.core.media.images import decode_image
 from rvs.core.media.kinds import MEDIA_KIND_BY_FILTER
@@ -27,13 +28,11 @@ from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
 from rvs.query.grouping import Evidence, Rejections, image_hits, video_hit
 from rvs.query.people.directory import PERSON_ID, InvalidName, People, PersonNotFound
+from rvs.query.timeline import Window, newest_first
 from rvs.query.video_tracks import VideoTracks, media_of, sample_interval_ms
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# Ingest times a filter may name: unix milliseconds from 1970 to the end of year 9999.
-MAX_UNIX_MS = 253_402_300_799_999
 
 
 class EmptyImage(ValueError):
@@ -197,11 +196,16 @@ class SearchEngine:
         (a query clip that is itself indexed)."""
         pipeline, store = active or self._active
         top_k, min_score = self.check(request, pipeline)
+        window = Window(request.seen_after_ms, request.seen_before_ms)
+        newest = request.order == pb.SEARCH_ORDER_NEWEST
         where = SearchFilter(
             kind=MEDIA_KIND_BY_FILTER[request.kinds],
             source_prefix=request.source_prefix,
             ingested_after_ms=request.ingested_after_ms,
             ingested_before_ms=request.ingested_before_ms,
+            seen_after_ms=window.after_ms,
+            seen_before_ms=window.before_ms,
+            longest_video_ms=self.catalog.longest_video_ms() if self.catalog and window.after_ms else None,
         )
         rejected = self._rejections(request, store)
         check_deadline(deadline, "the search ran past its deadline")
@@ -220,9 +224,10 @@ class SearchEngine:
             if h.media_id != leave_out
             and (h.media_id not in catalog or catalog[h.media_id].state != pb.MEDIA_STATE_DELETED)
         ]
-        images = image_hits(self._unrejected(hits, rejected, store, min_score), top_k, catalog, min_score)
+        photos = [h for h in self._unrejected(hits, rejected, store, min_score) if window.holds(h.ingested_at_ms)]
+        images = image_hits(photos, top_k, catalog, min_score, newest)
         evidence = Evidence(min_score, self.settings.track_min_samples, self.settings.strong_match_margin)
-        videos = self._videos(hits, vector, top_k, evidence, rejected, catalog, store, deadline)
+        videos = self._videos(hits, vector, top_k, evidence, rejected, catalog, store, deadline, window, newest)
         return pb.SearchResponse(
             images=images,
             videos=videos,
@@ -253,20 +258,28 @@ class SearchEngine:
         catalog: dict[str, pb.Media],
         store: FaceStore,
         deadline: float | None,
+        window: Window,
+        newest: bool,
     ) -> list[pb.VideoHit]:
-        """The top videos: each candidate video (a face near the threshold) judged by its tracks."""
+        """The top videos: each candidate video (a face near the threshold) judged by its tracks, with
+        only the segments seen in the window; best first, or `newest` first."""
         candidates = sorted(
             {h.media_id: h for h in hits if h.kind == pb.MEDIA_KIND_VIDEO}.values(), key=lambda h: h.media_id
         )
         videos: list[pb.VideoHit] = []
         for h in candidates:
             check_deadline(deadline, "the search ran past its deadline while reading video tracks")
-            entry = catalog.get(h.media_id) or pb.Media(media_id=h.media_id, uri=h.uri, kind=h.kind)
+            entry = catalog.get(h.media_id) or pb.Media(
+                media_id=h.media_id, uri=h.uri, kind=h.kind, discovered_at_ms=h.ingested_at_ms
+            )
             tracks = self.tracks.get(store, h.media_id, catalog.get(h.media_id))
             hit = video_hit(entry, tracks, vector, sample_interval_ms(entry), evidence, rejected)
-            if hit is not None:
+            if hit is not None and (hit := window.clip(hit)) is not None:
                 videos.append(hit)
-        videos.sort(key=lambda v: (-v.track_score, v.uri))
+        if newest:
+            videos = newest_first(videos)
+        else:
+            videos.sort(key=lambda v: (-v.track_score, v.uri))
         return videos[:top_k]
 
     def _rejections(self, request: pb.SearchRequest, store: FaceStore) -> Rejections:
@@ -341,7 +354,7 @@ class SearchEngine:
             raise InvalidQuery(f"min_score is {min_score}; cosine similarity lies in [-1, 1]")
         if request.kinds not in MEDIA_KIND_BY_FILTER:
             raise InvalidQuery(f"kinds is {request.kinds}; it must be one of {sorted(MEDIA_KIND_BY_FILTER)}")
-        for name in ("ingested_after_ms", "ingested_before_ms"):
+        for name in ("ingested_after_ms", "ingested_before_ms", "seen_after_ms", "seen_before_ms"):
             value = getattr(request, name)
             if not 0 <= value <= MAX_UNIX_MS:
                 raise InvalidQuery(
@@ -349,6 +362,13 @@ class SearchEngine:
                 )
         if request.ingested_before_ms and request.ingested_after_ms >= request.ingested_before_ms:
             raise InvalidQuery("ingested_after_ms must be earlier than ingested_before_ms")
+        if request.seen_before_ms and request.seen_after_ms >= request.seen_before_ms:
+            raise InvalidQuery(
+                f"seen_after_ms ({request.seen_after_ms}) must be earlier than seen_before_ms"
+                f" ({request.seen_before_ms}): the window [after, before) would be empty"
+            )
+        if request.order not in pb.SearchOrder.values():
+            raise InvalidQuery(f"order is {request.order}; it must be one of {sorted(pb.SearchOrder.values())}")
         if "%" in request.source_prefix:
             raise InvalidQuery("source_prefix must not contain '%'")
         rejections = len(request.rejected_face_ids) + len(request.rejected_track_ids)

@@ -62,9 +62,13 @@ class SamplerService:
 
     def media_removed(self, event: pb.MediaEvent) -> None:
         """A media item was removed (DeleteMedia, or its file with RVS_REMOVE_DELETED): stop sampling
-        it, and forget it so a restart does not resume it. A new copy of it is a new ingest."""
+        it, and forget it so a restart does not resume it. A new copy of it is a new ingest, unless
+        retention removed it (it is older than the limit)."""
         self._removals.note(event)
-        self.state.forget_removed(event.media_id, event.at_ms or now_ms())
+        at = event.at_ms or now_ms()
+        self.state.forget_removed(event.media_id, at)
+        if event.removed.expired:
+            self.state.expire(event.media_id, at)
 
     def index_event(self, event: pb.MediaEvent) -> None:
         """Fold an index-wide event; a reindex requested while running is planned at once (one
@@ -206,6 +210,11 @@ class SamplerService:
             log.warning("cannot read %s: %s", entry.uri, exc)
             return
         media_id = fetched.media_id
+        if self.state.is_expired(media_id):
+            log.info("%s was removed by retention; not ingested again", entry.uri, extra=media_log(media_id))
+            self.state.record_entry(entry.uri, entry.size, entry.version, media_id)
+            source.release(media_id)
+            return
         kind = media_kind(entry.uri)
         discovered = now_ms()
         new = self.state.status(media_id) is None

@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS rereads (
     requested_at_ms INTEGER NOT NULL,
     PRIMARY KEY (model, media_id)
 ) WITHOUT ROWID;
+-- Media removed by retention: their content, found again (a touched file, a lost entry), is not
+-- ingested again, since it is older than the limit.
+CREATE TABLE IF NOT EXISTS expired (
+    media_id TEXT PRIMARY KEY,
+    removed_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -121,6 +127,23 @@ class WatchState:
         """Forget a removed media item, unless discovered again after the removal (a new copy)."""
         with self._lock:
             self._db.execute("DELETE FROM media WHERE media_id=? AND discovered_at_ms<=?", (media_id, removed_at_ms))
+
+    def expire(self, media_id: str, removed_at_ms: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO expired VALUES (?, ?)", (media_id, removed_at_ms))
+
+    def is_expired(self, media_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM expired WHERE media_id=?", (media_id,)).fetchone() is not None
+
+    def record_entry(self, uri: str, size: int, version: str, media_id: str) -> None:
+        """Record an entry alone (its media is not ingested): the next scan does not fetch it again."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT(uri) DO UPDATE SET size=excluded.size,"
+                " version=excluded.version, media_id=excluded.media_id",
+                (uri, size, version, media_id),
+            )
 
     def media_uri(self, media_id: str) -> str | None:
         """A current uri of the media (it may have been renamed since discovery)."""

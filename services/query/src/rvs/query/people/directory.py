@@ -24,6 +24,7 @@ from rvs.query.errors import Failure
 from rvs.query.grouping import Evidence, track_segment
 from rvs.query.media import InvalidPageToken, page_offset
 from rvs.query.people.units import UnitReader, person_id_for, placed, template
+from rvs.query.timeline import stamp
 from rvs.query.video_tracks import sample_interval_ms
 from rvs.v1 import rvs_pb2 as pb
 
@@ -155,13 +156,16 @@ class People:
             entry = entries[media_id]
             segments.sort(key=lambda s: (s.start_ms, s.track_id))
             hits.append(
-                pb.VideoHit(
-                    media_id=media_id,
-                    uri=entry.uri,
-                    duration_ms=entry.duration_ms,
-                    best_score=max(s.best_score for s in segments),
-                    track_score=max(s.track_score for s in segments),
-                    segments=segments,
+                stamp(
+                    pb.VideoHit(
+                        media_id=media_id,
+                        uri=entry.uri,
+                        duration_ms=entry.duration_ms,
+                        best_score=max(s.best_score for s in segments),
+                        track_score=max(s.track_score for s in segments),
+                        segments=segments,
+                    ),
+                    entry,
                 )
             )
         hits.sort(key=lambda v: (-v.track_score, v.uri))

@@ -13,6 +13,7 @@ from google.rpc import code_pb2
 from starlette.requests import Request
 
 from rvs.core.api_errors import Reason
+from rvs.core.instants import parse_instant
 from rvs.core.media.kinds import KIND_FILTERS
 from rvs.query.web.errors import ApiError
 from rvs.query.web.stills import Box
@@ -32,14 +33,25 @@ def search_request(params: Mapping[str, str]) -> pb.SearchRequest:
         if params.get("kinds"):
             request.kinds = KIND_FILTERS[params["kinds"]]
         request.source_prefix = params.get("source_prefix", "")
+        if params.get("order"):
+            request.order = SEARCH_ORDERS[params["order"]]
     except (ValueError, KeyError) as exc:
         raise ApiError(
             code_pb2.INVALID_ARGUMENT,
             Reason.INVALID_PARAMETER,
             f"bad search option ({exc}): top_k and face_index are counts, min_score a number in [-1, 1], "
-            f"kinds one of {', '.join(KIND_FILTERS)}",
+            f"kinds one of {', '.join(KIND_FILTERS)}, order one of {', '.join(SEARCH_ORDERS)}",
         ) from exc
+    for name in ("seen_after", "seen_before"):
+        if params.get(name):
+            try:
+                setattr(request, f"{name}_ms", parse_instant(params[name]))
+            except ValueError as exc:
+                raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, f"{name}: {exc}") from None
     return request
+
+
+SEARCH_ORDERS = {"score": pb.SEARCH_ORDER_SCORE, "newest": pb.SEARCH_ORDER_NEWEST}
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -83,6 +83,7 @@ function clock(ms) {
   return `${m}:${(s - m * 60).toFixed(1).padStart(4, "0")}`;
 }
 
+const wallClock = (ms) => new Date(Number(ms)).toLocaleString();
 const fileName = (uri) => uri.split(/[\\/]/).pop() || uri;
 const score = (x) => Number(x).toFixed(3);
 const boxParam = (b) => [b.x1, b.y1, b.x2, b.y2].map((v) => Math.round(Number(v) || 0)).join(",");
@@ -234,6 +235,12 @@ function options() {
     params.set(name, id);
   }
   if (state.result) params.set("min_score", $("threshold").value);
+  params.set("order", $("order").value);
+  // The window in the browser's local time, sent as unix ms.
+  for (const [id, name] of [["seen-after", "seen_after"], ["seen-before", "seen_before"]]) {
+    const at = new Date($(id).value).getTime();
+    if ($(id).value && Number.isFinite(at)) params.set(name, String(at));
+  }
   return params;
 }
 
@@ -322,9 +329,11 @@ $("threshold").addEventListener("input", () => {
   $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
   if (state.result) searchSoon();
 });
-$("kinds").addEventListener("change", () => {
-  if (state.result) search();
-});
+for (const id of ["kinds", "order", "seen-after", "seen-before"]) {
+  $(id).addEventListener("change", () => {
+    if (state.result) search();
+  });
+}
 
 // -- "not this person" --------------------------------------------------------------------------
 
@@ -385,7 +394,7 @@ function show(r) {
   const minScore = Number(r.minScore).toFixed(2);
   $("query-status").textContent = `Model ${r.model}.`;
   $("threshold").disabled = false;
-  $("kinds").disabled = false;
+  for (const id of ["kinds", "order", "seen-after", "seen-before"]) $(id).disabled = false;
   $("threshold").value = minScore;
   $("threshold-value").textContent = minScore;
   if (q.kind === "photo") {
@@ -632,6 +641,8 @@ function videoCard(hit, offer = searchActions) {
           "div",
           { class: "segment-info" },
           el("span", { class: "when" }, where),
+          // A live stream's segment: when it was on camera.
+          ...(hit.stream ? [el("span", { class: "seen-at" }, `seen ${wallClock(seg.startAtMs)} – ${wallClock(seg.endAtMs)}`)] : []),
           el("span", { class: "score" }, `best ${score(seg.bestScore)}`),
           el("span", { class: "muted" }, `at ${clock(seg.bestTimeMs)} · ${seg.matchingSamples} of ${plural(seg.samples, "sample")} match`),
           offer({
@@ -651,7 +662,7 @@ function videoCard(hit, offer = searchActions) {
       "div",
       { class: "caption" },
       el("span", { class: "name", title: hit.uri }, name),
-      el("span", { class: "muted" }, ` ${clock(hit.durationMs)}`),
+      el("span", { class: "muted" }, ` ${clock(hit.durationMs)}${hit.stream ? ` · stream ${hit.stream}` : ""}`),
       el("span", { class: "score" }, score(hit.bestScore)),
     ),
     timeline,
