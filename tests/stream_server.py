@@ -1,0 +1,146 @@
+"""Real stream servers for the live-stream tests: Debian's nginx with its RTMP module (started on a
+free port with a config of its own, no systemd), fed by an ffmpeg that loops a clip in real time;
+and a TCP server that accepts and then sends nothing (a stalled camera)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import free_port
+
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+
+_CONF = """
+load_module {module};
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        application live {{
+            live on;
+            record off;
+        }}
+    }}
+}}
+"""
+
+
+def available() -> str:
+    """Why the stream tests cannot run here ("" when they can)."""
+    missing = [what for what in ("nginx", "ffmpeg") if shutil.which(what) is None]
+    if not RTMP_MODULE.exists():
+        missing.append(str(RTMP_MODULE))
+    return f"needs {', '.join(missing)} (apt-get install nginx-light libnginx-mod-rtmp ffmpeg)" if missing else ""
+
+
+class RtmpServer:
+    """nginx-rtmp on 127.0.0.1:port; `publish` starts an ffmpeg that loops a clip into live/<name>."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self._nginx: subprocess.Popen[bytes] | None = None
+        self._publishers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def url(self, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.port}/live/{name}"
+
+    def start(self) -> None:
+        (self.folder / "logs").mkdir(parents=True, exist_ok=True)
+        conf = self.folder / "nginx.conf"
+        conf.write_text(_CONF.format(module=RTMP_MODULE, dir=self.folder, port=self.port))
+        self._nginx = subprocess.Popen(
+            ["nginx", "-c", str(conf), "-p", str(self.folder), "-e", str(self.folder / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx-rtmp did not listen on {self.port}: {(self.folder / 'error.log').read_text()}")
+
+    def publish(self, name: str, clip: Path, size: str = "") -> None:
+        """Loop `clip` into the stream in real time (H.264, a keyframe a second, no audio)."""
+        scale = ["-vf", f"scale={size}"] if size else []
+        self._publishers[name] = subprocess.Popen(
+            [
+                *("ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), *scale),
+                *("-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-an"),
+                *("-f", "flv", self.url(name)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def cut(self, name: str) -> None:
+        """The publisher goes away (a camera's link drops)."""
+        publisher = self._publishers.pop(name)
+        publisher.kill()
+        publisher.wait(10)
+
+    def stop(self) -> None:
+        for name in list(self._publishers):
+            self.cut(name)
+        if self._nginx is not None:
+            self._nginx.terminate()
+            try:
+                self._nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                self._nginx.kill()
+                self._nginx.wait(10)
+
+
+@contextmanager
+def rtmp_server(folder: Path) -> Iterator[RtmpServer]:
+    server = RtmpServer(folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never sends a byte: its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
