@@ -146,3 +146,30 @@ def test_log_lines_redact_stream_urls(capsys: pytest.CaptureFixture[str]) -> Non
     setup_logging("INFO", "json")
     logging.getLogger("rvs.test").warning("cannot open %s", "rtsp://user:secret@cam/x")
     assert "secret" not in capsys.readouterr().err
+
+
+def test_segments_cut_short_are_closed_with_what_the_catalog_has(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Embedded mode at start: a segment still sampling (or embedding) in the catalog lost its frames
+    in memory; closing it with the frames embedded makes it done, and it is never sampled again."""
+    from rvs.cli.embedded import LocalEvents
+    from rvs.core.bus.memory import MemoryFrameBus
+    from rvs.core.catalog import Catalog
+    from rvs.sampler.app import SamplerService
+    from rvs.v1 import rvs_pb2 as pb
+
+    catalog = Catalog(tmp_path / "catalog.db")
+    media_id = segment_id("cam1", 5000)
+    discovered = pb.MediaDiscovered(uri="stream:cam1/5000", kind=pb.MEDIA_KIND_VIDEO, stream="cam1", started_at_ms=5000)
+    catalog.apply(pb.MediaEvent(media_id=media_id, at_ms=5000, discovered=discovered))
+    catalog.apply(pb.MediaEvent(media_id=media_id, sampling_started=pb.SamplingStarted(sample_interval_ms=1000)))
+    catalog.apply(
+        pb.MediaEvent(media_id=media_id, embedded=pb.FramesEmbedded(sample_indices=[0, 1], face_counts=[0, 1]))
+    )
+    settings = SamplerSettings(streams=["cam1=rtmp://127.0.0.1:9/live/cam1"], data_dir=tmp_path / "data")
+    service = SamplerService(settings, MemoryFrameBus(), LocalEvents(catalog, lambda _: 0), CollectorRegistry())
+    service.state.open_segment(media_id, "cam1")
+    service.close_cut_segments([m for m in catalog.unfinished() if m.stream])
+    assert not catalog.has_unfinished() and catalog.get(media_id).state == pb.MEDIA_STATE_DONE  # type: ignore[union-attr]
+    assert service.state.open_segments("cam1") == []
+    service.state.close()
+    catalog.close()
