@@ -74,14 +74,17 @@ class RtmpServer:
             time.sleep(0.1)
         raise RuntimeError(f"nginx-rtmp did not listen on {self.port}: {(self.folder / 'error.log').read_text()}")
 
-    def publish(self, name: str, clip: Path, size: str = "") -> None:
-        """Loop `clip` into the stream in real time (H.264, a keyframe a second, no audio)."""
-        scale = ["-vf", f"scale={size}"] if size else []
+    def publish(self, name: str, clip: Path, copy: bool = False) -> None:
+        """Loop `clip` into the stream in real time: encoded as a camera would (H.264, a keyframe a
+        second, no audio), or `copy`: its own H.264 packets as they are (no encoding CPU)."""
+        codec = (
+            ["-c:v", "copy"] if copy else ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25"]
+        )
         self._publishers[name] = subprocess.Popen(
             [
-                *("ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), *scale),
-                *("-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-an"),
-                *("-f", "flv", self.url(name)),
+                *("ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip)),
+                *codec,
+                *("-an", "-f", "flv", self.url(name)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
