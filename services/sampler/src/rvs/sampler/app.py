@@ -158,7 +158,11 @@ class SamplerService:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        for stream in self.streams:  # each closes its segment as it stops
+        # Each stream closes its segment as it stops; one blocked in a read is let go by its timeout.
+        deadline = (
+            max(deadline, time.monotonic() + self.settings.stream_read_timeout_s + 1) if self.streams else deadline
+        )
+        for stream in self.streams:
             stream.join(max(0.0, deadline - time.monotonic()))
         self.state.close()
 
