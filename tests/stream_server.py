@@ -31,6 +31,21 @@ rtmp {{
         application live {{
             live on;
             record off;
+            hls on;
+            hls_path {dir}/hls;
+            hls_fragment 1s;
+            hls_playlist_length 6s;
+        }}
+    }}
+}}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{http_port};
+        location /hls {{
+            types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+            root {dir};
+            add_header Cache-Control no-cache;
         }}
     }}
 }}
@@ -46,21 +61,26 @@ def available() -> str:
 
 
 class RtmpServer:
-    """nginx-rtmp on 127.0.0.1:port; `publish` starts an ffmpeg that loops a clip into live/<name>."""
+    """nginx-rtmp on 127.0.0.1:port, its streams also as HLS on http_port; `publish` starts an ffmpeg
+    that loops a clip into live/<name>."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = free_port()
+        self.http_port = free_port()
         self._nginx: subprocess.Popen[bytes] | None = None
         self._publishers: dict[str, subprocess.Popen[bytes]] = {}
 
     def url(self, name: str) -> str:
         return f"rtmp://127.0.0.1:{self.port}/live/{name}"
 
+    def hls_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/hls/{name}.m3u8"
+
     def start(self) -> None:
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
         conf = self.folder / "nginx.conf"
-        conf.write_text(_CONF.format(module=RTMP_MODULE, dir=self.folder, port=self.port))
+        conf.write_text(_CONF.format(module=RTMP_MODULE, dir=self.folder, port=self.port, http_port=self.http_port))
         self._nginx = subprocess.Popen(
             ["nginx", "-c", str(conf), "-p", str(self.folder), "-e", str(self.folder / "error.log")],
             stdout=subprocess.DEVNULL,

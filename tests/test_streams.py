@@ -180,3 +180,18 @@ def test_a_segment_left_open_by_a_crash_is_closed_at_the_next_start(
     assert closed.media_id == "m" * 64 and closed.sampled.frame_count == 7 and closed.sampled.duration_ms == 6000
     wait_for(lambda: len(events.of("discovered")) == 1, timeout_s=20)
     assert events.of("discovered")[0].media_id != "m" * 64
+
+
+def test_hls_is_sampled_like_rtmp(sampler_on: Callable[..., Started], server: RtmpServer, clip: Path) -> None:
+    server.publish("cam1", clip)
+    _, bus, events, registry = sampler_on(
+        streams=[f"cam1={server.hls_url('cam1')}"], stream_segment_s=4, stream_read_timeout_s=8
+    )
+    wait_for(lambda: len(events.of("sampled")) >= 1, timeout_s=60)
+    first = events.of("discovered")[0]
+    assert first.discovered.uri == f"stream:cam1/{first.discovered.started_at_ms}"  # not recorded
+    closed = events.of("sampled")[0]
+    assert closed.media_id == first.media_id and closed.sampled.frame_count >= 4
+    frames = [f for f in bus.poll(10_000, 0.1) if f.media_id == first.media_id]
+    assert [f.time_ms // 100 for f in frames] == [i * 10 for i in range(len(frames))]
+    assert metric(registry, "rvs_stream_up") == 1.0
