@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from conftest import free_port
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+SYSTEM_PYTHON = "/usr/bin/python3"  # the one with GStreamer's GObject bindings (python3-gi)
 
 _CONF = """
 load_module {module};
@@ -136,6 +138,36 @@ def rtmp_server(folder: Path) -> Iterator[RtmpServer]:
         yield server
     finally:
         server.stop()
+
+
+def rtsp_available() -> str:
+    """Why the RTSP tests cannot run here ("" when they can)."""
+    check = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        subprocess.run([SYSTEM_PYTHON, "-c", check], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "needs GStreamer's RTSP server (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good)"
+    return ""
+
+
+@contextmanager
+def rtsp_server(clip: Path, user: str, password: str) -> Iterator[int]:
+    """GStreamer's RTSP server serving `clip` (H.264 MP4) at rtsp://127.0.0.1:PORT/cam behind basic
+    auth, from its start for each client, in real time: its port."""
+    port = free_port()
+    script = Path(__file__).with_name("rtsp_server.py")
+    server = subprocess.Popen(
+        [SYSTEM_PYTHON, str(script), str(port), str(clip), user, password],
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield port
+    finally:
+        server.kill()
+        server.wait(10)
 
 
 @contextmanager

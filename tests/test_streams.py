@@ -21,7 +21,7 @@ from rvs.v1 import rvs_pb2 as pb
 
 from media_factory import cfr_times, synthetic_photo, write_video
 from recorder import Recorder, wait_for
-from stream_server import RtmpServer, available, rtmp_server, silent_server
+from stream_server import RtmpServer, available, rtmp_server, rtsp_available, rtsp_server, silent_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(available()), reason=available() or "")]
 
@@ -195,3 +195,38 @@ def test_hls_is_sampled_like_rtmp(sampler_on: Callable[..., Started], server: Rt
     frames = [f for f in bus.poll(10_000, 0.1) if f.media_id == first.media_id]
     assert [f.time_ms // 100 for f in frames] == [i * 10 for i in range(len(frames))]
     assert metric(registry, "rvs_stream_up") == 1.0
+
+
+@pytest.mark.skipif(bool(rtsp_available()), reason=rtsp_available() or "")
+def test_rtsp_with_credentials_and_a_wrong_password(
+    sampler_on: Callable[..., Started],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO)
+    picture = synthetic_photo(4, (640, 360))
+    clip = write_video(tmp_path / "long.mp4", lambda t: picture, cfr_times(30, 25), gop=25)
+    with rtsp_server(clip, "viewer", "s3cret-pw") as port:
+        _, bus, events, registry = sampler_on(
+            streams=[
+                f"door=rtsp://viewer:s3cret-pw@127.0.0.1:{port}/cam",
+                f"yard=rtsp://viewer:wr0ng-pw@127.0.0.1:{port}/cam",
+            ],
+            stream_segment_s=3,
+            stream_backoff_first_s=0.5,
+            stream_backoff_max_s=1,
+        )
+        wait_for(lambda: len(events.of("sampled")) >= 1, timeout_s=40)
+        wait_for(lambda: metric(registry, "rvs_stream_errors_total", "yard", reason="REFUSED") >= 1, timeout_s=20)
+    discovered = events.of("discovered")
+    assert {e.discovered.stream for e in discovered} == {"door"}
+    frames = [f for f in bus.poll(10_000, 0.1) if f.media_id == discovered[0].media_id]
+    assert len(frames) >= 3 and [f.time_ms // 100 for f in frames] == [i * 10 for i in range(len(frames))]
+    assert metric(registry, "rvs_stream_up", "yard") == 0.0
+    # FFmpeg's own messages (written to stderr by the library) included.
+    text = (
+        "\n".join(r.getMessage() for r in caplog.records) + generate_latest(registry).decode() + capfd.readouterr().err
+    )
+    assert "rtsp://***@127.0.0.1" in text and "401" in text
+    assert "s3cret" not in text and "wr0ng" not in text
