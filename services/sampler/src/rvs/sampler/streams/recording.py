@@ -28,16 +28,24 @@ class Recording:
         )
         self._stream = self._out.add_stream_from_template(template)
         self._last_dts: int | None = None
+        self._failed = False
 
     def write(self, packet: av.Packet) -> None:
-        if packet.dts is None or packet.pts is None:
+        """Add a packet (it is re-stamped: decode it first). A recording that cannot be written any
+        more stops, said once; the segment is still sampled."""
+        if self._failed or packet.dts is None or packet.pts is None:
             return  # nothing to place it by
         dts = packet.dts - self._start
         if self._last_dts is not None and dts <= self._last_dts:
             return  # the muxer refuses timestamps that do not increase
         packet.pts, packet.dts = packet.pts - self._start, dts
         packet.stream = self._stream
-        self._out.mux(packet)
+        try:
+            self._out.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("recording into %s stopped: %s", self.path, exc)
+            self._failed = True
+            return
         self._last_dts = dts
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+import av.error
 import numpy as np
 
 from rvs.core.bus import BusUnavailable, EventPublisher
@@ -153,7 +154,7 @@ class StreamRunner:
                 if timeline.rolls(t, packet.is_keyframe):
                     self._close_segment()
                     self._open_segment(timeline, t, reader, stamp)
-                for frame in packet.decode():
+                for frame in self._decoded(packet):
                     if frame.pts is None:
                         continue
                     ft = reader.seconds(frame.pts)
@@ -166,6 +167,15 @@ class StreamRunner:
                 if self._segment is not None and self._segment.recording is not None:
                     self._segment.recording.write(packet)  # after decoding: muxing re-stamps the packet
             return sampled
+
+    def _decoded(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The packet's frames; a damaged packet costs only its own frames, not the connection."""
+        try:
+            return packet.decode()  # type: ignore[return-value]
+        except (av.error.InvalidDataError, av.error.ArgumentError) as exc:
+            self.metrics.stream_errors.labels(self.name, "DAMAGED_PACKET").inc()
+            log.debug("stream %s: skipping a packet that does not decode (%s)", self.name, exc)
+            return []
 
     def _timeline(self, connected: bool) -> Timeline:
         """The wall-clock anchor of what follows: now. After a drop, the time since the last frame is a gap."""
