@@ -96,6 +96,24 @@ def test_rvs_services_use_real_commands_flags_and_settings(compose: dict) -> Non
             SETTINGS[name]()
 
 
+@pytest.mark.slow  # docker compose (see conftest.SLOW_FIXTURES)
+def test_cameras_are_given_to_the_sampler_and_their_recordings_served() -> None:
+    camera = "door=rtsp://viewer:secret@192.168.1.20:554/stream1"
+    out = compose_config(RVS_AUTH_TOKEN="a-token-for-this-test", RVS_STREAMS=camera)
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    sampler, query = services["sampler"], services["query"]
+    with pytest.MonkeyPatch.context() as env:
+        for var, value in sampler["environment"].items():
+            env.setenv(var, value)
+        settings = SamplerSettings()
+    assert settings.streams["door"].get_secret_value() == camera.partition("=")[2]
+    recordings = str(settings.recording_dir)
+    assert recordings in json.loads(query["environment"]["RVS_WEB_MEDIA_DIRS"])
+    mounted = {name: {v["target"]: v["source"] for v in services[name]["volumes"]} for name in ("sampler", "query")}
+    assert mounted["sampler"][recordings] == mounted["query"][recordings]
+
+
 def test_each_service_image_installs_its_member_only() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     for name in SETTINGS:

@@ -1,6 +1,7 @@
 """Embedded mode: sampler, embedder and query service in one process, joined by an in-memory bus,
 with an embedded Milvus server. The same service classes run in distributed mode over Kafka.
-`rvs up --once` runs it until what the watched folder and bucket hold is ingested."""
+`rvs up --once` runs it until what the watched folder and bucket hold is ingested (live streams
+never end: --once refuses them)."""
 
 from __future__ import annotations
 
@@ -223,8 +224,10 @@ class EmbeddedApp:
         for event in self._index_events():
             self.sampler.index_event(event)
             self.query.index_event(event)
-        # Frames of these were in memory when rvs last stopped: sample them again.
-        self.sampler.requeue({m.media_id for m in self.catalog.unfinished()})
+        # Frames of these were in memory when rvs last stopped: sample files again, close segments.
+        unfinished = self.catalog.unfinished()
+        self.sampler.close_cut_segments([m for m in unfinished if m.stream])
+        self.sampler.requeue({m.media_id for m in unfinished if not m.stream})
         self.sampler.reread_again(self.catalog.reindex_undone())
 
     def _close_models(self) -> None:
@@ -255,11 +258,13 @@ class EmbeddedApp:
         return events
 
     def _query_settings(self) -> QuerySettings:
-        """The query settings, with the watched folder among those the search page serves files from."""
-        query, watch = self.settings.query, self.settings.sampler.watch_dir
-        if watch is None:
+        """The query settings, with the watched folder and the streams' recordings among those the
+        search page serves files from."""
+        query, sampler = self.settings.query, self.settings.sampler
+        folders = tuple(d for d in (sampler.watch_dir, sampler.recording_dir) if d is not None)
+        if not folders:
             return query
-        return query.model_copy(update={"web_media_dirs": (*query.web_media_dirs, watch)})
+        return query.model_copy(update={"web_media_dirs": (*query.web_media_dirs, *folders)})
 
     def _report_progress(self, every_s: float = 5.0) -> None:
         """A line per media item in progress, so long work is visible in the log."""

@@ -46,8 +46,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ValidationError as exc:  # the parts disagree (not when built from the same flags, as here)
         print(f"rvs up: invalid settings: {problems(exc)}", file=sys.stderr)
         return 2
-    if settings.sampler.watch_dir is None and not settings.sampler.bucket:
-        print("rvs up: give a folder or a bucket to watch: rvs up --watch DIR / --bucket NAME", file=sys.stderr)
+    if settings.sampler.watch_dir is None and not settings.sampler.bucket and not settings.sampler.streams:
+        print(
+            "rvs up: give a folder, a bucket or a stream to watch: rvs up --watch DIR / --bucket NAME /"
+            " --stream NAME=URL",
+            file=sys.stderr,
+        )
+        return 2
+    if args.once and settings.sampler.streams:
+        print(
+            "rvs up: --once ingests what the sources hold, and a live stream never ends: drop --once or the"
+            " streams (--stream, RVS_STREAMS)",
+            file=sys.stderr,
+        )
         return 2
     if settings.sampler.watch_dir is not None:
         settings.sampler.watch_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run sampler, embedder and query service in one process (embedded mode)")
     add_settings_flags(up, [SamplerSettings, EmbedderSettings, QuerySettings], skip=BUS_ONLY)
     up.add_argument("--watch", dest="watch_dir", metavar="DIR", help="same as --watch-dir")
+    sampler.add_stream_flag(up)
     up.add_argument(
         "--once", action="store_true", help="ingest what the folder or bucket holds, then stop (exit status 0)"
     )

@@ -1,4 +1,5 @@
-"""SamplerService: watches its sources (a folder, a bucket) and samples media on worker threads."""
+"""SamplerService: watches its sources (a folder, a bucket) and samples media on worker threads;
+samples each live stream on a thread of its own."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from rvs.sampler.metrics import SamplerMetrics
 from rvs.sampler.sampling import MediaJob, MediaSampler
 from rvs.sampler.sources import Entry, Source, SourceError, open_sources
 from rvs.sampler.state import WatchState
+from rvs.sampler.streams.runner import StreamRunner
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,37 @@ class SamplerService:
         self.index = IndexView()  # the active model and a running reindex, as the events say
         self._started = False
         self._settled: set[str] = set()  # sources whose last scan since the start left nothing to come back for
+        self.streams = [
+            StreamRunner(
+                name,
+                url.get_secret_value(),
+                settings,
+                self._sampler,
+                events,
+                self.state,
+                self.metrics,
+                lambda: tuple(self.index.models_for_new_media()),
+                self._stopping,
+            )
+            for name, url in settings.streams.items()
+        ]
 
     def requeue(self, media_ids: set[str]) -> None:
         """Sample these again at start (embedded mode: their frames were in memory when rvs stopped)."""
         for media_id in media_ids:
             self.state.set_status(media_id, "pending")
+
+    def close_cut_segments(self, segments: list[pb.Media]) -> None:
+        """Close these unfinished segments of live streams with the frames the catalog has of them
+        (embedded mode: the rest were in memory when rvs stopped). A stream cannot be read back, so a
+        segment is closed, never sampled again."""
+        for media in segments:
+            log.info(
+                "closing a segment of %s cut short when rvs stopped", media.stream, extra=media_log(media.media_id)
+            )
+            sampled = pb.MediaSampled(frame_count=media.frames_embedded, duration_ms=media.duration_ms)
+            self.events.publish(pb.MediaEvent(media_id=media.media_id, at_ms=now_ms(), sampled=sampled))
+            self.state.close_segment(media.media_id)
 
     def media_removed(self, event: pb.MediaEvent) -> None:
         """A media item was removed (DeleteMedia, or its file with RVS_REMOVE_DELETED): stop sampling
@@ -120,6 +148,8 @@ class SamplerService:
         ]
         for t in self._threads:
             t.start()
+        for stream in self.streams:
+            stream.start()
         self._started = True
         if self.index.target:  # requested before this start (or while it was down): resumed
             self._plan_reindex()
@@ -132,6 +162,12 @@ class SamplerService:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        # Each stream closes its segment as it stops; one blocked in a read is let go by its timeout.
+        deadline = (
+            max(deadline, time.monotonic() + self.settings.stream_read_timeout_s + 1) if self.streams else deadline
+        )
+        for stream in self.streams:
+            stream.join(max(0.0, deadline - time.monotonic()))
         self.state.close()
 
     def idle(self) -> bool:
@@ -143,7 +179,12 @@ class SamplerService:
         return len(self._settled) == len(self.sources) and self.idle()
 
     def healthy(self) -> bool:
-        return self._started and not self._stopping.is_set() and all(t.is_alive() for t in self._threads)
+        return (
+            self._started
+            and not self._stopping.is_set()
+            and all(t.is_alive() for t in self._threads)
+            and all(s.healthy() for s in self.streams)
+        )
 
     def _owner(self, uri: str) -> Source | None:
         return next((s for s in self.sources if s.owns(uri)), None)

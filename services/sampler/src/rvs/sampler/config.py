@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from rvs.core.config import BusSettings
+from rvs.sampler.streams.spec import check_name, parse_streams
 
 
 class SamplerSettings(BusSettings):
@@ -55,3 +58,52 @@ class SamplerSettings(BusSettings):
     bucket_notify_arn: str = ""
     """If set, rvs configures the bucket to send its created/removed events to this target at start
     (MinIO: arn:minio:sqs::<id>:webhook). Stores that are configured on their side leave it empty."""
+
+    streams: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    """Live streams to watch, each as NAME=URL (RTSP, RTMP, HLS, SRT: what FFmpeg opens): repeated
+    `--stream cam1=rtsp://host/path`, or RVS_STREAMS="cam1=rtsp://... cam2=rtmp://..." (or a JSON
+    object). Names are letters, digits, '_' and '-'; credentials in URLs are never logged."""
+    stream_segment_s: float = Field(300.0, ge=1.0, le=86_400.0)
+    """A stream is stored as media items (segments) of about this many seconds each, one after
+    another; a segment starts at a keyframe, and a reconnection starts a new one."""
+    stream_read_timeout_s: float = Field(10.0, gt=0, le=600)
+    """A stream that sends nothing for this long (or does not open within it) counts as dropped."""
+    stream_backoff_first_s: float = Field(1.0, gt=0)
+    """First pause before reconnecting to a dropped stream; it doubles at each failed attempt."""
+    stream_backoff_max_s: float = Field(30.0, gt=0)
+    """Longest pause between two reconnection attempts."""
+    stream_rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    """How RTSP streams carry their packets (tcp: no loss behind firewalls and NAT)."""
+    stream_alert_unknown: Annotated[tuple[str, ...], NoDecode] = ()
+    """Streams (names, separated by commas or spaces) whose faces nobody knows raise an alert."""
+    recording_dir: Path | None = None
+    """If set, each segment of a stream is recorded (remuxed, not re-encoded) as
+    <recording_dir>/<name>/<name>-<start ms>.mp4, which search results play and show stills from;
+    unset: only the sampled frames are kept (in the index)."""
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _parse_streams(cls, value: object) -> dict[str, str]:
+        return parse_streams(value)
+
+    @field_validator("stream_alert_unknown", mode="before")
+    @classmethod
+    def _parse_names(cls, value: object) -> tuple[str, ...]:
+        names = value.replace(",", " ").split() if isinstance(value, str) else list(value or ())  # type: ignore[call-overload]
+        return tuple(check_name(str(n)) for n in names)
+
+    @model_validator(mode="after")
+    def _streams_agree(self) -> SamplerSettings:
+        unknown = sorted(set(self.stream_alert_unknown) - set(self.streams))
+        if unknown:
+            raise ValueError(f"stream_alert_unknown names streams that are not configured: {', '.join(unknown)}")
+        if self.stream_backoff_max_s < self.stream_backoff_first_s:
+            raise ValueError("stream_backoff_max_s is shorter than stream_backoff_first_s")
+        if self.recording_dir is not None and self.watch_dir is not None:
+            recordings, watched = self.recording_dir.resolve(), self.watch_dir.resolve()
+            if recordings.is_relative_to(watched):
+                raise ValueError(
+                    f"recording_dir {self.recording_dir} is inside watch_dir {self.watch_dir}: "
+                    "its recordings would be ingested again as files"
+                )
+        return self

@@ -1,4 +1,5 @@
-"""`rvs-sampler` (and `rvs sampler`): watch a folder or bucket, publish sampled frames to Kafka (distributed mode)."""
+"""`rvs-sampler` (and `rvs sampler`): watch a folder, bucket or live streams, publish sampled frames to
+Kafka (distributed mode)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,23 @@ from collections.abc import Sequence
 from rvs.core.lifecycle import service_main, service_parser
 from rvs.sampler.config import SamplerSettings
 
-DESCRIPTION = "watch a folder or bucket, publish sampled frames to Kafka (distributed mode)"
+DESCRIPTION = "watch a folder, bucket or live streams, publish sampled frames to Kafka (distributed mode)"
+
+
+def add_stream_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stream",
+        dest="streams",
+        action="append",
+        metavar="NAME=URL",
+        help="a live stream to watch (RTSP, RTMP, HLS, SRT), repeated for several (env: RVS_STREAMS)",
+    )
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = service_parser("sampler", DESCRIPTION, SamplerSettings, add_help)
     parser.add_argument("--watch", dest="watch_dir", metavar="DIR", help="same as --watch-dir")
+    add_stream_flag(parser)
     return parser
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class SamplerMetrics:
@@ -39,4 +39,44 @@ class SamplerMetrics:
         )
         self.bucket_bytes = Counter(
             "rvs_bucket_downloaded_bytes", "Bytes of objects downloaded from the bucket.", registry=registry
+        )
+        # Live streams, by the stream's name (never its URL).
+        self.stream_up = Gauge(
+            "rvs_stream_up", "1 while the stream is connected and read.", ["stream"], registry=registry
+        )
+        self.stream_reconnects = Counter(
+            "rvs_stream_reconnects",
+            "Attempts to connect to a stream again after it dropped.",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_gaps = Counter(
+            "rvs_stream_gaps",
+            "Times the stream dropped and came back, leaving a stretch unrecorded.",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_gap_seconds = Counter(
+            "rvs_stream_gap_seconds",
+            "Wall-clock seconds of the stream missed while it was away.",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_frames_sampled = Counter(
+            "rvs_stream_frames_sampled", "Frames sampled from the stream and published.", ["stream"], registry=registry
+        )
+        self.stream_lag = Gauge(
+            "rvs_stream_lag_seconds",
+            "How far behind live the last sampled frame was handled.",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_segments = Counter(
+            "rvs_stream_segments", "Segments (media items) of the stream closed.", ["stream"], registry=registry
+        )
+        self.stream_errors = Counter(
+            "rvs_stream_errors",
+            "Failed connections or reads of a stream, by reason.",
+            ["stream", "reason"],
+            registry=registry,
         )

@@ -39,6 +39,8 @@ class MediaJob:
     models: tuple[str, ...] = ()  # the collections its frames are for (empty: the active one)
     reindex: str = ""  # a running reindex's model: report the item re-read for it once published
     reread: bool = False  # a re-read for the reindex alone: the item's own progress is not reported
+    stream: str = ""  # a live stream's segment: the stream's name
+    alert_unknown: bool = False  # a live stream's segment: its unknown faces raise an alert
 
 
 class Interrupted(Exception):
@@ -69,7 +71,8 @@ class MediaSampler:
     def _event(self, media_id: str, **kwargs: object) -> None:
         self.events.publish(pb.MediaEvent(media_id=media_id, at_ms=now_ms(), **kwargs))  # type: ignore[arg-type]
 
-    def _frame(self, job: MediaJob, index: int, time_ms: int, rgb: np.ndarray, scale: float) -> None:
+    def publish_frame(self, job: MediaJob, index: int, time_ms: int, rgb: np.ndarray, scale: float) -> None:
+        """One sample on the bus. Raises Interrupted (stopping), Removed, BusClosed, BusUnavailable."""
         if self.stopping.is_set():
             raise Interrupted
         if self.removed(job):
@@ -93,6 +96,8 @@ class MediaSampler:
                 source=job.source,
                 ingested_at_ms=job.discovered_at_ms,
                 models=job.models,
+                stream=job.stream,
+                alert_unknown=job.alert_unknown,
             )
         )
         self.metrics.frames_published.inc()
@@ -177,7 +182,7 @@ class MediaSampler:
         if (w, h) != (width, height):
             rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
             scale = width / w
-        self._frame(job, 0, 0, rgb, scale)
+        self.publish_frame(job, 0, 0, rgb, scale)
         return width, height
 
     def _sample_video(self, job: MediaJob) -> tuple[int, int, tuple[int, int]]:
@@ -197,7 +202,7 @@ class MediaSampler:
                 if count == 0:  # upright, as shown: rotation applied, before downscaling
                     h, w = sample.rgb.shape[:2]
                     size = (round(w * sample.scale), round(h * sample.scale))
-                self._frame(job, sample.index, sample.time_ms, sample.rgb, sample.scale)
+                self.publish_frame(job, sample.index, sample.time_ms, sample.rgb, sample.scale)
                 count += 1
                 last_ms = sample.time_ms
             if count == 0:

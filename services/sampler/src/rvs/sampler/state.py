@@ -39,6 +39,15 @@ CREATE TABLE IF NOT EXISTS expired (
     media_id TEXT PRIMARY KEY,
     removed_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Segments of live streams being sampled: one cut short by a crash is closed at the next start.
+CREATE TABLE IF NOT EXISTS segments (
+    media_id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -178,3 +187,25 @@ class WatchState:
         """Re-read these again (embedded mode: their frames were in memory when rvs stopped)."""
         with self._lock:
             self._db.executemany("DELETE FROM rereads WHERE model=? AND media_id=?", [(model, m) for m in media_ids])
+
+    def open_segment(self, media_id: str, stream: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO segments (media_id, stream) VALUES (?, ?)", (media_id, stream))
+
+    def segment_progress(self, media_id: str, frames: int, duration_ms: int, width: int, height: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE segments SET frames=?, duration_ms=?, width=?, height=? WHERE media_id=?",
+                (frames, duration_ms, width, height, media_id),
+            )
+
+    def close_segment(self, media_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM segments WHERE media_id=?", (media_id,))
+
+    def open_segments(self, stream: str) -> list[tuple[str, int, int, int, int]]:
+        """(media_id, frames, duration_ms, width, height) of the stream's segments left open."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT media_id, frames, duration_ms, width, height FROM segments WHERE stream=?", (stream,)
+            ).fetchall()

@@ -37,8 +37,9 @@ class MediaFiles:
         self.roots = [root.resolve() for root in roots]
         self._digests: SharedLRU[Identity, str] = SharedLRU(remembered)
 
-    def verified(self, uri: str, media_id: str) -> Path:
-        """The path to serve for this media item; raises NotServed."""
+    def verified(self, uri: str, media_id: str, hashed: bool = True) -> Path:
+        """The path to serve for this media item; raises NotServed. `hashed` False: a file whose name,
+        not its content, is the media item (a stream's recording, still growing while recorded)."""
         path = Path(uri)
         try:
             st = path.lstat()
@@ -53,7 +54,7 @@ class MediaFiles:
                 Reason.MEDIA_OUTSIDE_SOURCES,
                 f"{uri} is not inside the folders the page serves files from (RVS_WEB_MEDIA_DIRS: {folders})",
             )
-        if self._digest(path, _identity(st)) != media_id:
+        if hashed and self._digest(path, _identity(st)) != media_id:
             raise self._changed(uri, "its content is no longer what was indexed")
         return path
 

@@ -318,13 +318,21 @@ class SearchPage:
         """The original file of a media item the catalog knows (never a path the client names), while
         it is still what was indexed (hashing it is costly work, hence the limiter)."""
         media = await run_in_threadpool(self._media, media_id)
+        if media.stream and not media.uri.startswith("/"):
+            raise ApiError(
+                code_pb2.UNIMPLEMENTED,
+                Reason.MEDIA_NOT_LOCAL,
+                f"this segment of stream {media.stream} was not recorded (RVS_RECORDING_DIR): only its frames are kept",
+            )
         if "://" in media.uri:
             raise ApiError(
                 code_pb2.UNIMPLEMENTED,
                 Reason.MEDIA_NOT_LOCAL,
                 f"{media.uri} is not a file on this machine: the page shows frames and plays videos of files only",
             )
-        path = await self._blocking(lambda: self.files.verified(media.uri, media.media_id))  # raises NotServed
+        # A stream's recording is rvs's own file, named by the segment, not by its content.
+        hashed = not media.stream
+        path = await self._blocking(lambda: self.files.verified(media.uri, media.media_id, hashed))  # raises NotServed
         return media, path
 
     async def media_file(self, request: Request) -> Response:

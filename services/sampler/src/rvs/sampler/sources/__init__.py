@@ -21,8 +21,9 @@ def open_sources(settings: SamplerSettings, metrics: SamplerMetrics) -> list[Sou
         from rvs.sampler.sources.bucket import BucketSource  # boto3 is only imported when a bucket is watched
 
         sources.append(BucketSource(settings, metrics))
-    if not sources:
+    if not sources and not settings.streams:
         raise ValueError(
-            "nothing to watch: give a folder (--watch DIR, RVS_WATCH_DIR) or a bucket (--bucket NAME, RVS_BUCKET)"
+            "nothing to watch: give a folder (--watch DIR, RVS_WATCH_DIR), a bucket (--bucket NAME, RVS_BUCKET)"
+            " or a stream (--stream NAME=URL, RVS_STREAMS)"
         )
     return sources
