@@ -91,6 +91,7 @@ class AlertFeed:
     ) -> Iterator[pb.Alert]:
         """The alerts raised at or after `since_ms` (0: none of the past), then each new one as it is
         folded, while `active()` and the service runs. Raises TooManyStreams before the first."""
+        after = 0 if since_ms else self.catalog.last_alert_seq()
         with self._lock:
             if self._open >= self.settings.max_alert_streams:
                 raise TooManyStreams(
@@ -98,15 +99,14 @@ class AlertFeed:
                 )
             self._open += 1
         try:
-            yield from self._follow(since_ms, wanted, active)
+            yield from self._follow(after, since_ms, wanted, active)
         finally:
             with self._lock:
                 self._open -= 1
 
     def _follow(
-        self, since_ms: int, wanted: Callable[[pb.Alert], bool], active: Callable[[], bool]
+        self, seq: int, since_ms: int, wanted: Callable[[pb.Alert], bool], active: Callable[[], bool]
     ) -> Iterator[pb.Alert]:
-        seq = 0 if since_ms else self.catalog.last_alert_seq()
         while active() and not self.stopping.is_set():
             page = self.catalog.alerts(after_seq=seq, since_ms=since_ms, limit=_PAGE)
             for _, alert in page:
