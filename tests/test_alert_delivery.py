@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from rvs.cli.watch import since_ms
 from rvs.core.catalog import Catalog
 from rvs.core.retry import Backoff
 from rvs.query.alerts.feed import AlertFeed, TooManyStreams, alert_filter
@@ -269,3 +270,16 @@ def test_the_webhook_waits_for_a_receiver_that_is_away(tmp_path: Path, receiver:
     hook.stop()  # ends while retrying
     assert catalog.alert_cursor("webhook") == 0  # still to deliver at the next start
     catalog.close()
+
+
+def test_the_cli_reads_since_as_a_time_ago_an_iso_time_or_unix_ms() -> None:
+    now = 1_700_000_000_000
+    assert since_ms("90s", now) == now - 90_000
+    assert since_ms("10m", now) == now - 600_000
+    assert since_ms("1.5h", now) == now - 5_400_000
+    assert since_ms("2d", now) == now - 172_800_000
+    assert since_ms("1699999999000", now) == 1_699_999_999_000
+    assert since_ms("2023-11-14T22:13:20", now) == now  # UTC unless it says
+    assert since_ms("2023-11-14T23:13:20+01:00", now) == now
+    with pytest.raises(ValueError):
+        since_ms("yesterday", now)

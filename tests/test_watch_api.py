@@ -7,6 +7,10 @@ ending when the client cancels; and the `rvs watch` commands."""
 from __future__ import annotations
 
 import io
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -19,6 +23,7 @@ import pytest
 from PIL import Image
 
 from rvs.cli.embedded import EmbeddedSettings
+from rvs.cli.main import main
 from rvs.core.clock import now_ms
 from rvs.v1 import rvs_pb2 as pb
 
@@ -228,3 +233,65 @@ def test_watch_alerts_streams_each_alert_once_replays_since_a_time_and_ends_on_c
     replay.join(timeout=10)
     assert not new_only.is_alive() and not replay.is_alive()
     wait_for(lambda: open_streams(running) == 0)
+
+
+def cli(capsys: pytest.CaptureFixture[str], port: int, *argv: str) -> tuple[int, str, str]:
+    """`rvs ARGV...` against the running service: exit status, stdout, stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--target", f"127.0.0.1:{port}", "--timeout", "120"])
+    out = capsys.readouterr()
+    return int(done.value.code or 0), out.out, out.err
+
+
+def test_the_watch_commands(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    port = running.app.query.port  # type: ignore[union-attr]
+    code, out, _ = cli(
+        capsys, port, "watch", "add", "George", str(lfw(BUSH, 1)), str(lfw(BUSH, 2)), "--threshold", "0.6"
+    )
+    assert code == 0 and "George: alert, threshold 0.60, 2 photo(s), models sface" in out
+    watch_id = out.split()[0]
+    code, out, _ = cli(capsys, port, "watch", "add", "Colin", str(lfw(POWELL, 1)), "--mute")
+    assert code == 0 and "Colin: mute, the model's threshold, 1 photo(s)" in out
+    code, out, _ = cli(capsys, port, "watch", "list")
+    assert code == 0 and out.splitlines()[0] == "2 watch entries" and out.splitlines()[1].startswith(watch_id)
+
+    # Alerts as they come, each once, until Ctrl-C.
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rvs.cli",
+            "watch",
+            "alerts",
+            "--since",
+            "1h",
+            "--json",
+            "--target",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        watch = running.app.catalog.watch(watch_id)
+        assert watch is not None
+        t0 = now_ms()
+        running.app.events.publish(alert("before", watch, t0 - 60_000))
+        running.app.events.publish(alert("old", watch, t0 - 7_200_000))  # before --since
+        assert json.loads(follower.stdout.readline())["alertId"] == "before"  # type: ignore[union-attr]
+        running.app.events.publish(alert("before", watch, t0 - 60_000))
+        running.app.events.publish(alert("new", watch, t0))
+        assert json.loads(follower.stdout.readline())["alertId"] == "new"  # type: ignore[union-attr]
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130 and out == "", err
+
+    code, out, _ = cli(capsys, port, "watch", "delete", watch_id)
+    assert code == 0 and out == f"deleted {watch_id}\n"
+    code, _, err = cli(capsys, port, "watch", "delete", watch_id)
+    assert code == 1 and "NOT_FOUND [WATCH_NOT_FOUND]" in err
+    code, _, err = cli(capsys, port, "watch", "add", "Nobody", "/no/such.jpg")
+    assert code == 2 and "cannot read /no/such.jpg" in err
