@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
+from test_find_person import grpcurl
 
 from rvs.cli.embedded import EmbeddedSettings
 from rvs.cli.main import main
@@ -295,3 +296,21 @@ def test_the_watch_commands(running: Running, capsys: pytest.CaptureFixture[str]
     assert code == 1 and "NOT_FOUND [WATCH_NOT_FOUND]" in err
     code, _, err = cli(capsys, port, "watch", "add", "Nobody", "/no/such.jpg")
     assert code == 2 and "cannot read /no/such.jpg" in err
+
+
+def test_grpcurl_follows_watch_alerts_by_reflection(running: Running) -> None:
+    """The README's example: alerts since an hour ago from streams, as JSON, by reflection."""
+    watch = running.stub.AddWatch(pb.AddWatchRequest(name="George", images=[lfw(BUSH, 1).read_bytes()]), timeout=120)
+    running.app.events.publish(alert("from-a-stream", watch, now_ms() - 60_000))
+    running.app.events.publish(alert("from-a-file", watch, now_ms() - 60_000, source="/inbox"))
+    request = json.dumps({"sinceMs": str(now_ms() - 3_600_000), "sourcePrefix": "stream:"})
+    address = f"127.0.0.1:{running.app.query.port}"  # type: ignore[union-attr]
+    done = subprocess.run(
+        [grpcurl(), "-plaintext", "-max-time", "3", "-d", request, address, "rvs.v1.SearchService/WatchAlerts"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "DeadlineExceeded" in done.stderr  # it followed until grpcurl's -max-time
+    got = json.loads(done.stdout)  # grpcurl prints the proto's field names
+    assert (got["alert_id"], got["watch_id"], got["still"]) == ("from-a-stream", watch.watch_id, "/9hzdGlsbA==")
