@@ -90,7 +90,7 @@ class QueryService:
         self.server = QueryServer(settings, self.servicer)
         self.web: WebServer | None = None
         if settings.web_port:
-            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls)
+            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls, watches=self.watches)
             self.web = WebServer(settings, page.asgi)
         self._index_size(registry, lambda: self.engine.store, catalog)
 
