@@ -135,7 +135,7 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     alert_poll_s: float = Field(0.25, gt=0, le=5)
     """How often an open WatchAlerts call looks for new alerts (and for its client having gone)."""
     max_alert_streams: int = Field(16, ge=1)
-    """WatchAlerts calls and live alert panels open at once (each holds a thread); more are refused
+    """WatchAlerts calls open at once (each holds a thread; the page polls instead); more are refused
     with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS). Keep it below max_concurrent_rpcs."""
 
     @model_validator(mode="after")

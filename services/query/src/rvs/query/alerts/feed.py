@@ -1,7 +1,7 @@
-"""Alerts as they are folded into the catalog, for each WatchAlerts call and the page's live panel: the
-ones raised since a time, then each new one once (the catalog folds an alert id once, and a follower
-reads by the catalog's order), filtered by watch and source. A follower ends when its client goes or
-the service stops. The feed also keeps the catalog's alerts bounded."""
+"""Alerts as they are folded into the catalog, for each WatchAlerts call: the ones raised since a
+time, then each new one once (the catalog folds an alert id once, and a follower reads by the
+catalog's order), filtered by watch and source. A follower ends when its client goes or the service
+stops. The feed also keeps the catalog's alerts bounded."""
 
 from __future__ import annotations
 
@@ -58,9 +58,7 @@ class AlertFeed:
         self._open = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        Gauge("rvs_alert_streams", "Open WatchAlerts calls and live alert panels.", registry=registry).set_function(
-            lambda: self._open
-        )
+        Gauge("rvs_alert_streams", "Open WatchAlerts calls.", registry=registry).set_function(lambda: self._open)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._prune_loop, name="alerts-prune", daemon=True)
