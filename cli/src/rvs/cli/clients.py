@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,20 @@ class Rpc:
 
     def move_to_person(self, request: pb.MoveToPersonRequest) -> pb.Person:
         return self.stub.MoveToPerson(request, timeout=self.timeout, metadata=self.metadata)
+
+    def add_watch(self, request: pb.AddWatchRequest) -> pb.Watch:
+        return self.stub.AddWatch(request, timeout=self.timeout, metadata=self.metadata)
+
+    def list_watches(self) -> pb.ListWatchesResponse:
+        return self.stub.ListWatches(pb.ListWatchesRequest(), timeout=self.timeout, metadata=self.metadata)
+
+    def delete_watch(self, watch_id: str) -> pb.DeleteWatchResponse:
+        request = pb.DeleteWatchRequest(watch_id=watch_id)
+        return self.stub.DeleteWatch(request, timeout=self.timeout, metadata=self.metadata)
+
+    def watch_alerts(self, request: pb.WatchAlertsRequest) -> Iterator[pb.Alert]:
+        """Until cancelled: no deadline."""
+        return self.stub.WatchAlerts(request, metadata=self.metadata)
 
 
 def calling(command: str, args: argparse.Namespace, body: Callable[[Rpc], None]) -> int:

@@ -107,6 +107,12 @@ def cmd_people(args: argparse.Namespace) -> int:
     return people.run(args)
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rvs.cli import watch
+
+    return watch.run(args)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rvs.cli.evaluation import command
 
@@ -241,7 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--json", action="store_true", help="print the response as JSON")
     people.set_defaults(func=cmd_people)
 
-    for client in (search, status, reindex, people):
+    watch = sub.add_parser("watch", help="the watch list (add a person from photos, list, delete) and its alerts")
+    watch.add_argument(
+        "action",
+        choices=["add", "list", "delete", "alerts"],
+        help="add NAME PHOTO...; list; delete WATCH_ID; alerts (printed as they come, until Ctrl-C)",
+    )
+    watch.add_argument("args", nargs="*", help="the action's arguments (a name and photos, a watch id)")
+    watch.add_argument("--threshold", type=float, help="add: similarity to alert at (default: the model's)")
+    watch.add_argument("--mute", action="store_true", help="add: never alert about this person")
+    watch.add_argument("--since", help="alerts: also those raised since then: 10m, 2h, 1d, an ISO time, unix ms")
+    watch.add_argument("--watch-id", action="append", help="alerts: only this entry's (repeat for more)")
+    watch.add_argument("--source", help="alerts: only from sources starting with this (stream:door)")
+    watch.add_argument("--json", action="store_true", help="print JSON (alerts: one line each)")
+    watch.set_defaults(func=cmd_watch)
+
+    for client in (search, status, reindex, people, watch):
         client.add_argument("--target", default=DEFAULT_TARGET, help=f"query service (default {DEFAULT_TARGET})")
         client.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
         client.add_argument("--tls", action="store_true", help="connect with TLS (system trust store)")

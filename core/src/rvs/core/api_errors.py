@@ -38,6 +38,9 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "UNKNOWN_MODEL"
     REINDEX_RUNNING = "REINDEX_RUNNING"
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    # The gRPC API and the search page: the watch list and its alerts.
+    WATCH_NOT_FOUND = "WATCH_NOT_FOUND"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     # The search page only: its requests, kept queries, original files and frames, and defences.
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"

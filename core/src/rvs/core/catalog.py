@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rvs.core import index_fold, people_fold
+from rvs.core import alerts_fold, index_fold, people_fold
 from rvs.core.clock import now_ms
 from rvs.core.retention import RetentionRules
 from rvs.v1 import rvs_pb2 as pb
@@ -166,6 +166,7 @@ class Catalog:
         self._db.executescript(_SCHEMA)
         self._db.executescript(index_fold.SCHEMA)
         self._db.executescript(people_fold.SCHEMA)
+        self._db.executescript(alerts_fold.SCHEMA)
         columns = {r["name"] for r in self._db.execute("PRAGMA table_xinfo(media)")}
         if "frames_expected" not in columns:  # a catalog written before rvs 0.2
             self._db.execute("ALTER TABLE media ADD COLUMN frames_expected INTEGER NOT NULL DEFAULT 0")
@@ -210,7 +211,7 @@ class Catalog:
             row = db.execute("SELECT deleted, removed_at_ms FROM media WHERE media_id=?", (mid,)).fetchone()
             if kind != "removed" and row is not None and _of_removed_ingest(kind, at, row):
                 return
-            if people_fold.apply(db, event, at):
+            if people_fold.apply(db, event, at) or alerts_fold.apply(db, event, at):
                 return
             if index_fold.apply(db, event, at) or not mid:
                 return  # index-wide, or frames of another model than the active one
@@ -444,6 +445,57 @@ class Catalog:
     def clustered_model(self) -> str:
         with self._lock:
             return people_fold.clustered_model(self._db)
+
+    def watches(self) -> list[pb.Watch]:
+        """The live watch entries, oldest first."""
+        with self._lock:
+            return [a.watch for a in alerts_fold.all_added(self._db)]
+
+    def watch(self, watch_id: str) -> pb.Watch | None:
+        with self._lock:
+            added = alerts_fold.watch_added(self._db, watch_id)
+        return added.watch if added else None
+
+    def watch_events(self) -> list[pb.MediaEvent]:
+        """What a service folding the watch list needs to be up to date: every live watch's WatchAdded,
+        the latest KnownPeople of each model, and the last alert of each watch per stream or media item."""
+        with self._lock:
+            added = alerts_fold.all_added(self._db)
+            known = alerts_fold.known_people(self._db)
+            raised = alerts_fold.latest_alerts(self._db)
+        return [
+            *(pb.MediaEvent(watch_added=a) for a in added),
+            *(pb.MediaEvent(known_people=k) for k in known),
+            *(pb.MediaEvent(at_ms=a.raised_at_ms, alert_raised=pb.AlertRaised(alert=a)) for a in raised),
+        ]
+
+    def known_people(self, model: str) -> pb.KnownPeople | None:
+        with self._lock:
+            return next((k for k in alerts_fold.known_people(self._db) if k.model == model), None)
+
+    def alerts(self, after_seq: int = 0, since_ms: int = 0, limit: int = 500) -> list[tuple[int, pb.Alert]]:
+        """(seq, alert) folded after `after_seq` and raised at or after `since_ms`, in the order folded."""
+        with self._lock:
+            return alerts_fold.alerts(self._db, after_seq, since_ms, limit)
+
+    def last_alert_seq(self) -> int:
+        with self._lock:
+            return alerts_fold.last_seq(self._db)
+
+    def prune_alerts(self, keep: int, before_ms: int) -> int:
+        """Keep the newest `keep` alerts raised at or after `before_ms`; the alerts dropped."""
+        with self._tx() as db:
+            return alerts_fold.prune(db, keep, before_ms)
+
+    def alert_cursor(self, name: str) -> int | None:
+        """The seq a delivery (`name`) got to; None before its first."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM alert_marks WHERE name=?", (f"cursor:{name}",)).fetchone()
+        return row[0] if row else None
+
+    def set_alert_cursor(self, name: str, seq: int) -> None:
+        with self._tx() as db:
+            alerts_fold.set_mark(db, f"cursor:{name}", seq)
 
 
 class CatalogCollector(Collector):

@@ -16,6 +16,9 @@ from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.index_view import reindex_requested
 from rvs.core.model_set import ModelSet
 from rvs.core.store.faces import FaceStore, StoreUnavailable
+from rvs.query.alerts.feed import AlertFeed
+from rvs.query.alerts.watches import WatchList
+from rvs.query.alerts.webhook import AlertWebhook
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
 from rvs.query.people.directory import People
@@ -63,6 +66,9 @@ class QueryService:
         self.engine = SearchEngine(settings, pipeline, store, catalog)
         metrics = QueryMetrics(registry)
         self.people_job: PeopleJob | None = None
+        self.watches: WatchList | None = None
+        self.alerts: AlertFeed | None = None
+        self.webhook: AlertWebhook | None = None
         if catalog is not None:
             # People edits and clustering results are recorded for every service (folded here at once).
             record = publish or catalog.apply
@@ -72,6 +78,16 @@ class QueryService:
             self.engine.people = People(catalog, units, store, record, min_score, settings.max_top_k)
             if settings.people_clustering:
                 self.people_job = PeopleJob(settings, lambda: self.engine.active, units, catalog, record, metrics)
+            self.watches = WatchList(catalog, self.engine, record)
+            self.alerts = AlertFeed(settings, catalog, registry)
+            if settings.alert_webhook_url is not None and settings.alert_webhook_secret is not None:
+                self.webhook = AlertWebhook(
+                    str(settings.alert_webhook_url),
+                    settings.alert_webhook_secret.get_secret_value().encode(),
+                    catalog,
+                    registry,
+                    timeout_s=settings.alert_webhook_timeout_s,
+                )
         self.servicer = SearchServicer(
             self.engine,
             catalog,
@@ -81,6 +97,8 @@ class QueryService:
             start_reindex=self._start_reindex if publish else None,
             delete_faces=self.delete_faces,
             people=self.engine.people,
+            watches=self.watches,
+            alerts=self.alerts,
         )
         self.retention_job: RetentionJob | None = None
         if catalog is not None and not settings.retention.keeps_all:
@@ -90,7 +108,7 @@ class QueryService:
         self.server = QueryServer(settings, self.servicer)
         self.web: WebServer | None = None
         if settings.web_port:
-            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls)
+            page = SearchPage(settings, self.engine, catalog, metrics, tls=self.server.tls, watches=self.watches)
             self.web = WebServer(settings, page.asgi)
         self._index_size(registry, lambda: self.engine.store, catalog)
 
@@ -170,6 +188,9 @@ class QueryService:
             self.people_job.start()
         if self.retention_job is not None:
             self.retention_job.start()
+        for part in (self.alerts, self.webhook):
+            if part is not None:
+                part.start()
 
     def ready(self) -> None:
         self.server.set_serving(True)
@@ -182,6 +203,10 @@ class QueryService:
         return self.server.serving
 
     def stop(self, grace_s: float = 5.0) -> None:
+        # Open alert streams end first, so the server's grace is not spent waiting for them.
+        for part in (self.alerts, self.webhook):
+            if part is not None:
+                part.stop()
         if self.retention_job is not None:
             self.retention_job.stop()
         if self.people_job is not None:

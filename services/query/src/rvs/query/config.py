@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, model_validator
 
 from rvs.core.config import BusSettings, ModelSettings, StoreSettings, is_loopback
 from rvs.core.retention import RetentionRules
@@ -131,6 +131,22 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
     between requests, or half sent) before it is closed."""
     web_session_ttl_s: float = Field(12 * 3600, gt=0)
     """Lifetime of a search page login (session cookie); logging out ends it at once."""
+    alert_webhook_url: HttpUrl | None = None
+    """POST every new alert here (JSON, signed with alert_webhook_secret). Set it on one query service
+    of an index: each one configured delivers every alert."""
+    alert_webhook_secret: SecretStr | None = None
+    """Shared secret of the webhook's signature (X-Rvs-Signature: sha256=<hex HMAC-SHA256 of the body>)."""
+    alert_webhook_timeout_s: float = Field(10.0, gt=0)
+    """Longest a webhook POST may take before it counts as failed (and is retried)."""
+    alerts_kept: int = Field(10_000, ge=1)
+    """Alerts kept in the catalog (the newest) for WatchAlerts' since_ms and the page."""
+    alerts_kept_days: float = Field(30.0, gt=0)
+    """Alerts older than this leave the catalog."""
+    alert_poll_s: float = Field(0.25, gt=0, le=5)
+    """How often an open WatchAlerts call looks for new alerts (and for its client having gone)."""
+    max_alert_streams: int = Field(16, ge=1)
+    """WatchAlerts calls open at once (each holds a thread; the page polls instead); more are refused
+    with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS). Keep it below max_concurrent_rpcs."""
 
     @model_validator(mode="after")
     def _no_open_network_access(self) -> QuerySettings:
@@ -154,6 +170,12 @@ class QuerySettings(ModelSettings, StoreSettings, BusSettings):
                 f"max_query_video_bytes ({self.max_query_video_bytes}) must be below max_message_bytes "
                 f"({self.max_message_bytes}): the clip travels inside one request"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> QuerySettings:
+        if self.alert_webhook_url is not None and self.alert_webhook_secret is None:
+            raise ValueError("alert_webhook_url needs alert_webhook_secret: the receiver checks each alert's signature")
         return self
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -21,6 +21,8 @@ from rvs.core.catalog import Catalog
 from rvs.core.faces.registry import MODELS
 from rvs.core.faces.types import ModelUnavailable
 from rvs.core.store.faces import IndexModelMismatch, StoreUnavailable
+from rvs.query.alerts.feed import AlertFeed, TooManyStreams, alert_filter
+from rvs.query.alerts.watches import WatchList, describe_watch_error
 from rvs.query.clip_search import ClipSearch, describe_clip_error
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure, error_status
@@ -85,6 +87,8 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         start_reindex: Callable[[str], None] | None = None,
         delete_faces: Callable[[str], int] | None = None,
         people: People | None = None,
+        watches: WatchList | None = None,
+        alerts: AlertFeed | None = None,
     ) -> None:
         """`start_reindex` records a reindex request for every service (None: no bus to record it
         on); `delete_faces` deletes a media item's faces from every model's collection; `people`:
@@ -98,6 +102,8 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
         self.start_reindex = start_reindex
         self.delete_faces = delete_faces or engine.delete_media
         self.people = people
+        self.watches = watches
+        self.alerts = alerts
 
     @_instrumented("Search")
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -236,6 +242,56 @@ class SearchServicer(rvs_pb2_grpc.SearchServiceServicer):
     @_instrumented("MoveToPerson")
     def MoveToPerson(self, request: pb.MoveToPersonRequest, context: grpc.ServicerContext) -> pb.Person:
         return self._people("MoveToPerson", lambda r: self.people.move(r), request, context)  # type: ignore[union-attr]
+
+    def _watch_list(
+        self, method: str, use_case: Callable[[WatchList, Any, float], T], request: Any, context: grpc.ServicerContext
+    ) -> T:
+        watches = self.watches
+        if watches is None:
+            abort(context, code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no watch list")
+        assert watches is not None
+        return self._run(
+            method, lambda r, deadline: use_case(watches, r, deadline), request, context, describe_watch_error
+        )
+
+    @_instrumented("AddWatch")
+    def AddWatch(self, request: pb.AddWatchRequest, context: grpc.ServicerContext) -> pb.Watch:
+        return self._watch_list("AddWatch", lambda w, r, d: w.add(r, d), request, context)
+
+    @_instrumented("ListWatches")
+    def ListWatches(self, request: pb.ListWatchesRequest, context: grpc.ServicerContext) -> pb.ListWatchesResponse:
+        return self._watch_list("ListWatches", lambda w, r, d: w.list(), request, context)
+
+    @_instrumented("DeleteWatch")
+    def DeleteWatch(self, request: pb.DeleteWatchRequest, context: grpc.ServicerContext) -> pb.DeleteWatchResponse:
+        return self._watch_list("DeleteWatch", lambda w, r, d: w.delete(r), request, context)
+
+    def WatchAlerts(self, request: pb.WatchAlertsRequest, context: grpc.ServicerContext) -> Iterator[pb.Alert]:
+        """Counted when it ends (rvs_rpcs); its time is how long the client followed, so not observed."""
+        code = grpc.StatusCode.OK
+        try:
+            if self.alerts is None:
+                abort(context, code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no alerts")
+            assert self.alerts is not None
+            try:
+                wanted = alert_filter(request)
+                alerts = self.alerts.follow(request.since_ms, wanted, context.is_active)
+                first = next(alerts, None)  # TooManyStreams before anything is sent
+            except TooManyStreams as exc:
+                abort(context, code_pb2.RESOURCE_EXHAUSTED, Reason.TOO_MANY_STREAMS, str(exc))
+            except Exception as exc:
+                described = describe_watch_error(exc)
+                if described is None:
+                    raise
+                abort(context, *described)
+            if first is not None:
+                yield first
+                yield from alerts
+        except Exception:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            self.metrics.rpcs.labels("WatchAlerts", code.name).inc()
 
     def _remove_here(self, media_id: str) -> int:
         """A query service alone (no bus): its own catalog and the index."""

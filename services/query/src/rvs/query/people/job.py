@@ -5,6 +5,9 @@ It runs in one place (the query service with RVS_PEOPLE_CLUSTERING on; `rvs up` 
 update depends on the people before it: two jobs would each make a person of the same stranger.
 Every other service reads the result from the events. After a model switch the index is clustered
 again from the start; people keep their ids (and so their names) where their units do.
+
+It also records the named people's templates (KnownPeople) whenever they change, so that embedders
+tell a known face from an unknown one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from rvs.core.faces.registry import MODELS
 from rvs.core.store.faces import FaceStore, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
-from rvs.query.people.units import UnitReader, as_unit, person_id_for, placed
+from rvs.query.people.units import UnitReader, as_unit, person_id_for, placed, template
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class PeopleJob:
         self.metrics = metrics
         self._vectors: dict[str, np.ndarray] = {}  # unit id -> vector, of `_model`'s collection
         self._model = ""
+        self._known: tuple[object, ...] = ()  # the named people and their units when last recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -72,6 +76,7 @@ class PeopleJob:
             try:
                 while self.run_once() and not self._stop.is_set():
                     pass  # a backlog: the next batch at once
+                self.record_known_people()
             except (StoreUnavailable, BusUnavailable) as exc:  # nothing recorded is lost: done again
                 log.warning(
                     "people: clustering again in %.0f s: %s",
@@ -139,6 +144,28 @@ class PeopleJob:
             len(result.loose),
         )
         return len(media)
+
+    def record_known_people(self) -> bool:
+        """KnownPeople of the active model, recorded if the named people or their units changed
+        (and it differs from the one recorded last, as after a restart); True if recorded."""
+        _, store = self.active()
+        named, _ = self.catalog.people(0, 1_000_000, named_only=True)
+        named.sort(key=lambda p: p.person_id)
+        members = {p.person_id: self.catalog.person_units(p.person_id) for p in named}
+        key = (store.model, *((p.person_id, p.name, *sorted(u.unit_id for u in members[p.person_id])) for p in named))
+        if key == self._known:
+            return False
+        people = []
+        for p in named:
+            vector = template(members[p.person_id], self.units.vectors(store, members[p.person_id]))
+            if vector is not None:
+                people.append(pb.KnownPerson(person_id=p.person_id, name=p.name, vector=vector.tolist()))
+        known = pb.KnownPeople(model=store.model, people=people)
+        recorded = known != (self.catalog.known_people(store.model) or pb.KnownPeople(model=store.model))
+        if recorded:
+            self.record(pb.MediaEvent(at_ms=now_ms(), known_people=known))
+        self._known = key
+        return recorded
 
     def _members(self, store: FaceStore, earlier: dict[str, pb.PersonUnit]) -> tuple[dict[str, list[Unit]], list[Unit]]:
         """The units placed before (people's members, and the loose ones), with their vectors."""

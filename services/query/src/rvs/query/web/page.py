@@ -33,13 +33,14 @@ from rvs.core.api_errors import Reason
 from rvs.core.catalog import Catalog
 from rvs.core.faces.types import Face
 from rvs.core.media.errors import MediaError
+from rvs.query.alerts.watches import WatchList, describe_watch_error
 from rvs.query.clip_search import MAX_TRACKS, ClipSearch, describe_clip_error
 from rvs.query.config import QuerySettings
 from rvs.query.errors import Failure
 from rvs.query.media import media_id_problem, media_page
 from rvs.query.metrics import QueryMetrics
 from rvs.query.people.directory import MAX_MOVED, People, describe_people_error
-from rvs.query.search import ModelChanged, SearchEngine, describe_error
+from rvs.query.search import MAX_UNIX_MS, ModelChanged, SearchEngine, describe_error
 from rvs.query.web.errors import ApiError, on_api_error
 from rvs.query.web.files import MediaFiles
 from rvs.query.web.guard import Guard
@@ -85,8 +86,10 @@ class SearchPage:
         catalog: Catalog | None,
         metrics: QueryMetrics,
         tls: bool,
+        watches: WatchList | None = None,
     ) -> None:
         self.settings = settings
+        self.watches = watches
         self.engine = engine
         self.catalog = catalog
         self.metrics = metrics
@@ -120,6 +123,10 @@ class SearchPage:
                 Route("/api/people/{person_id}", self.get_person, methods=["GET"]),
                 Route("/api/people/{person_id}", self.rename_person, methods=["POST"]),
                 Route("/api/people/{person_id}/merge", self.merge_people, methods=["POST"]),
+                Route("/api/watches", self.list_watches, methods=["GET"]),
+                Route("/api/watches", self.add_watch, methods=["POST"]),
+                Route("/api/watches/{watch_id}", self.delete_watch, methods=["DELETE"]),
+                Route("/api/alerts", self.alerts),
                 Mount("/static", StaticFiles(directory=STATIC)),
             ],
             exception_handlers={ApiError: on_api_error},
@@ -437,3 +444,50 @@ class SearchPage:
         elif "name" in body:
             moved.name = body["name"]
         return await self._person_answer(lambda: people.move(moved))
+
+    # -- the watch list and alerts ---------------------------------------------------------------
+
+    def _watch_list(self) -> WatchList:
+        if self.watches is None:
+            raise ApiError(code_pb2.UNIMPLEMENTED, Reason.NO_CATALOG, "this query service has no watch list")
+        return self.watches
+
+    async def list_watches(self, request: Request) -> Response:
+        watches = self._watch_list()
+        return JSONResponse(proto_json(await self._blocking(watches.list, describe_watch_error)))
+
+    async def add_watch(self, request: Request) -> Response:
+        """Body: an AddWatchRequest as JSON ({"name", "images": [base64], "threshold"?, "kind"?});
+        answers the Watch."""
+        watches = self._watch_list()
+        body = await read_body(request, self.settings.max_message_bytes, self.settings.rpc_deadline_s)
+        try:
+            added = json_format.Parse(body, pb.AddWatchRequest())
+        except (json_format.ParseError, UnicodeDecodeError) as exc:
+            shape = '{"name": "...", "images": [base64 photos], "threshold": 0.6, "kind": "WATCH_KIND_MUTE"}'
+            message = f"the body must be an AddWatchRequest as JSON, {shape}: {str(exc)[:200]}"
+            raise ApiError(code_pb2.INVALID_ARGUMENT, Reason.INVALID_PARAMETER, message) from exc
+        deadline = time.monotonic() + self.settings.rpc_deadline_s
+        return JSONResponse(
+            proto_json(await self._blocking(lambda: watches.add(added, deadline), describe_watch_error))
+        )
+
+    async def delete_watch(self, request: Request) -> Response:
+        watches = self._watch_list()
+        deleted = pb.DeleteWatchRequest(watch_id=request.path_params["watch_id"])
+        return JSONResponse(proto_json(await self._blocking(lambda: watches.delete(deleted), describe_watch_error)))
+
+    def alerts(self, request: Request) -> Response:
+        """The live alerts panel polls this: the alerts folded after `after` (a seq this answered as
+        `next`; 0: from the first kept), raised at or after since_ms, oldest first; without either,
+        none yet and where to start from. Answers {"alerts": [Alert], "next": seq}."""
+        params = request.query_params
+        after = int_param(params, "after", 0, 0, 1 << 62)
+        since = int_param(params, "since_ms", 0, 0, MAX_UNIX_MS)
+        limit = int_param(params, "limit", 100, 1, 1000)
+        catalog = self._catalog()
+        if "after" not in params and not since:
+            return JSONResponse({"alerts": [], "next": str(catalog.last_alert_seq())})
+        found = catalog.alerts(after_seq=after, since_ms=since, limit=limit)
+        next_seq = found[-1][0] if found else after
+        return JSONResponse({"alerts": [proto_json(a) for _, a in found], "next": str(next_seq)})

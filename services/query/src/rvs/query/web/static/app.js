@@ -981,16 +981,137 @@ $("move-form").addEventListener("submit", async (event) => {
   }
 });
 
-// The view of the address: #/ (search), #/people, #/people/{personId}.
+// -- the watch list and its alerts ---------------------------------------------------------------
+
+// A JPEG of an answer (base64) as a blob: URL, which the page's CSP allows; revoked once not shown.
+const jpegUrl = (base64) =>
+  URL.createObjectURL(new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: "image/jpeg" }));
+const forget = (list) => list.querySelectorAll("img").forEach((img) => URL.revokeObjectURL(img.src));
+
+async function loadWatches() {
+  try {
+    const listed = await api("/api/watches");
+    drawWatches(listed.watches);
+  } catch (err) {
+    $("watch-error").textContent = `Cannot list the watch list: ${describe(err)}`;
+  }
+}
+
+function drawWatches(watches) {
+  forget($("watch-list"));
+  $("watch-list").replaceChildren(
+    ...watches.map((w) => {
+      const kind = w.kind === "WATCH_KIND_MUTE" ? "mute" : "alert";
+      const threshold = w.threshold === undefined ? "the model's threshold" : `threshold ${score(w.threshold)}`;
+      const remove = el("button", { type: "button", class: "link", onclick: () => deleteWatch(w) }, "Delete");
+      return el(
+        "li",
+        { class: "watch", "data-watch-id": w.watchId },
+        el("img", { src: jpegUrl(w.thumbnail), alt: `${w.name}'s face`, width: 64, height: 64 }),
+        el("span", { class: "watch-name" }, w.name),
+        el("span", { class: "muted" }, ` ${kind}, ${threshold}, ${w.photos} photo(s) `),
+        remove,
+      );
+    }),
+  );
+  if (!watches.length) $("watch-list").append(el("li", { class: "muted" }, "Nobody is on the watch list."));
+}
+
+const base64Of = (file) =>
+  new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+
+async function addWatch(event) {
+  event.preventDefault();
+  $("watch-error").textContent = "";
+  $("watch-status").textContent = "Adding…";
+  const body = {
+    name: $("watch-name").value,
+    kind: $("watch-kind").value,
+    images: await Promise.all([...$("watch-photos").files].map(base64Of)),
+  };
+  if ($("watch-threshold").value !== "") body.threshold = Number($("watch-threshold").value);
+  try {
+    const watch = await postJson("/api/watches", body);
+    $("watch-status").textContent = `${watch.name} is on the watch list.`;
+    $("watch-form").reset();
+    loadWatches();
+  } catch (err) {
+    $("watch-status").textContent = "";
+    $("watch-error").textContent = describe(err);
+  }
+}
+
+async function deleteWatch(watch) {
+  $("watch-error").textContent = "";
+  try {
+    await api(`/api/watches/${encodeURIComponent(watch.watchId)}`, { method: "DELETE" });
+    $("watch-status").textContent = `${watch.name} is off the watch list.`;
+    loadWatches();
+  } catch (err) {
+    $("watch-error").textContent = describe(err);
+  }
+}
+
+// The live panel polls /api/alerts: first the last hour's, then each new one once (by the seq the
+// server answers), newest on top; at most 200 shown.
+const alerts = { next: "", since: 0, timer: null, shown: new Set() };
+
+async function pollAlerts() {
+  clearTimeout(alerts.timer);
+  try {
+    const query = alerts.next ? `after=${alerts.next}` : `since_ms=${Date.now() - 3600 * 1000}`;
+    const page = await api(`/api/alerts?${query}&limit=200`);
+    alerts.next = page.next;
+    for (const a of page.alerts) drawAlert(a);
+  } catch (err) {
+    if (err.status !== 401) $("alerts-summary").textContent = `Alerts unavailable: ${describe(err)}`;
+  }
+  alerts.timer = setTimeout(pollAlerts, 2000);
+}
+
+function drawAlert(a) {
+  if (alerts.shown.has(a.alertId)) return;
+  alerts.shown.add(a.alertId);
+  const who = a.kind === "ALERT_KIND_UNKNOWN" ? "Unknown person" : a.name;
+  const seen = new Date(Number(a.seenAtMs || a.raisedAtMs)).toLocaleString();
+  const where = a.uri ? `${fileName(a.uri)} at ${clock(a.timeMs)}` : clock(a.timeMs);
+  const item = el(
+    "li",
+    { class: "alert", "data-alert-id": a.alertId },
+    a.still ? el("img", { src: jpegUrl(a.still), alt: `${who}, as seen`, width: 96 }) : null,
+    el("strong", {}, who),
+    el("span", {}, ` score ${score(a.score)} · ${a.source} · ${where} · ${seen}`),
+  );
+  $("alerts-list").prepend(item);
+  while ($("alerts-list").children.length > 200) {
+    forget($("alerts-list").lastElementChild);
+    $("alerts-list").lastElementChild.remove();
+  }
+}
+
+$("watch-form").addEventListener("submit", addWatch);
+
+// The view of the address: #/ (search), #/people, #/people/{personId}, #/watch.
 function route() {
   const hash = location.hash;
   const personId = hash.startsWith("#/people/") ? decodeURIComponent(hash.slice("#/people/".length)) : null;
   const people = personId !== null || hash === "#/people";
-  $("search-view").hidden = people;
+  const watch = hash === "#/watch";
+  $("search-view").hidden = people || watch;
   $("people-view").hidden = !people;
+  $("watch-view").hidden = !watch;
   $("people-panel").hidden = personId !== null;
   $("person-panel").hidden = personId === null;
-  for (const [id, current] of [["nav-search", !people], ["nav-people", people]]) {
+  if (watch) {
+    $("watch-title").focus();
+    loadWatches();
+  }
+  for (const [id, current] of [["nav-search", !people && !watch], ["nav-people", people], ["nav-watch", watch]]) {
     if (current) $(id).setAttribute("aria-current", "page");
     else $(id).removeAttribute("aria-current");
   }
@@ -1012,4 +1133,5 @@ window.addEventListener("hashchange", route);
 loadLimits();
 refreshStatus();
 refreshNames();
+pollAlerts();
 route();
