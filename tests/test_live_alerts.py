@@ -82,11 +82,15 @@ def test_a_watched_person_on_a_live_stream_raises_one_alert_at_the_right_time(
         s = _settings(tmp_path, server.url("cam1"), milvus_uri, collection_name)
         r = start(s, tmp_path)
         try:
-            # Watched from another photo of him than the one the camera shows.
-            watch = r.stub.AddWatch(pb.AddWatchRequest(name="Bush", images=[lfw(BUSH, 10).read_bytes()]))
-            follower = Follower(r.stub)
             server.publish("cam1", clip)
             published_at = time.time() * 1000
+            wait_for(lambda: any(m.stream for m in r.app.catalog.list_media()), timeout_s=60)  # sampling it
+            # Watched from just after one of his appearances (so the alert is the next one's start),
+            # from another photo of him than the one the camera shows.
+            in_loop_now = (time.time() * 1000 - published_at) / 1000 % LOOP_S
+            time.sleep((SHOWN[1] + 0.5 - in_loop_now) % LOOP_S)
+            watch = r.stub.AddWatch(pb.AddWatchRequest(name="Bush", images=[lfw(BUSH, 10).read_bytes()]))
+            follower = Follower(r.stub)
             wait_for(lambda: follower.got, timeout_s=60)
             time.sleep(2 * LOOP_S)  # two more of his appearances: the same track, no new alert
             follower.close()

@@ -221,6 +221,9 @@ class EmbeddedApp:
         self.events.on_removed += [self.sampler.media_removed, self.embedder.media_removed]
         self.events.on_index += [self.sampler.index_event, self.embedder.index_switched, self.query.index_event]
         self.events.on_watch.append(self.embedder.watch_event)
+        # The watch list, the named people and each track's last alert, as the catalog kept them.
+        for event in self.catalog.watch_events():
+            self.embedder.watch_event(event)
         for event in self._index_events():
             self.sampler.index_event(event)
             self.query.index_event(event)
