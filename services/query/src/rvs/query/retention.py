@@ -9,7 +9,6 @@ already made folds to nothing, so replicas racing one another remove each item o
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from rvs.core.bus import BusUnavailable
 from rvs.core.catalog import Catalog
 from rvs.core.clock import Clock
 from rvs.core.logs import media_log
+from rvs.core.periodic import Periodic
 from rvs.core.retention import RetentionRules
 from rvs.core.store.faces import StoreUnavailable
 from rvs.query.metrics import QueryMetrics
@@ -44,28 +44,16 @@ class RetentionJob:
         self.expire = expire
         self.metrics = metrics
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # What a failed pass left is found again by the next.
+        self._job = Periodic(
+            "retention", interval_s, self.run_once, at_start=True, retried=(StoreUnavailable, BusUnavailable)
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except (StoreUnavailable, BusUnavailable) as exc:  # what is left is found again next pass
-                log.warning("retention: trying again in %.0f s: %s", self.interval_s, exc)
-            except Exception:  # a bug: logged, and the job goes on with the next pass
-                log.exception("retention: a pass failed")
-            if self._stop.wait(self.interval_s):
-                return
+        self._job.stop()
 
     def run_once(self) -> tuple[int, int]:
         """One pass: (media removed, removed media forgotten by the catalog)."""
@@ -73,7 +61,7 @@ class RetentionJob:
         now = self.clock()
         removed = forgotten = 0
         done: set[str] = set()  # an item the removal left in the catalog is not tried again this pass
-        while not self._stop.is_set():
+        while not self._job.stopping.is_set():
             expired = [m for m in self.catalog.expired(self.rules, now, _BATCH) if m not in done]
             if not expired:
                 break

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from rvs.core.catalog import Catalog
 from rvs.core.clock import now_ms
+from rvs.core.periodic import Periodic
 from rvs.query.alerts.watches import WATCH_ID, InvalidWatchRequest
 from rvs.query.config import QuerySettings
 from rvs.query.search import MAX_UNIX_MS
@@ -57,32 +58,24 @@ class AlertFeed:
         self.stopping = threading.Event()
         self._open = 0
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._pruning = Periodic("alerts-prune", _PRUNE_EVERY_S, self._prune_logged, at_start=True)
         Gauge("rvs_alert_streams", "Open WatchAlerts calls.", registry=registry).set_function(lambda: self._open)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._prune_loop, name="alerts-prune", daemon=True)
-        self._thread.start()
+        self._pruning.start()
 
     def stop(self) -> None:
         """Every follower ends within a poll interval."""
         self.stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._pruning.stop(timeout_s=10)
 
     def prune(self) -> int:
         before = now_ms() - round(self.settings.alerts_kept_days * _DAY_MS)
         return self.catalog.prune_alerts(self.settings.alerts_kept, before)
 
-    def _prune_loop(self) -> None:
-        while True:
-            try:
-                if dropped := self.prune():
-                    log.info("alerts: %d old alerts dropped from the catalog", dropped)
-            except Exception:  # a bug, or a disk problem: logged, and tried again later
-                log.exception("alerts: could not drop old alerts")
-            if self.stopping.wait(_PRUNE_EVERY_S):
-                return
+    def _prune_logged(self) -> None:
+        if dropped := self.prune():
+            log.info("alerts: %d old alerts dropped from the catalog", dropped)
 
     def follow(
         self, since_ms: int, wanted: Callable[[pb.Alert], bool], active: Callable[[], bool]

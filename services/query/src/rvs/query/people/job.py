@@ -13,7 +13,6 @@ tell a known face from an unknown one.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from rvs.core.clock import now_ms
 from rvs.core.clustering import ClusterRules, Unit
 from rvs.core.faces.pipeline import FacePipeline
 from rvs.core.faces.registry import MODELS
+from rvs.core.periodic import Periodic
 from rvs.core.store.faces import FaceStore, StoreUnavailable
 from rvs.query.config import QuerySettings
 from rvs.query.metrics import QueryMetrics
@@ -59,32 +59,20 @@ class PeopleJob:
         self._vectors: dict[str, np.ndarray] = {}  # unit id -> vector, of `_model`'s collection
         self._model = ""
         self._known: tuple[object, ...] = ()  # the named people and their units when last recorded
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Nothing a failed pass recorded is lost: it is done again.
+        retried = (StoreUnavailable, BusUnavailable)
+        self._job = Periodic("people", settings.people_interval_s, self._passes, retried=retried)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="people", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._job.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.people_interval_s):
-            try:
-                while self.run_once() and not self._stop.is_set():
-                    pass  # a backlog: the next batch at once
-                self.record_known_people()
-            except (StoreUnavailable, BusUnavailable) as exc:  # nothing recorded is lost: done again
-                log.warning(
-                    "people: clustering again in %.0f s: %s",
-                    self.settings.people_interval_s,
-                    exc,
-                )
-            except Exception:  # a bug: logged, and the job goes on with the next pass
-                log.exception("people: a clustering pass failed")
+    def _passes(self) -> None:
+        while self.run_once() and not self._job.stopping.is_set():
+            pass  # a backlog: the next batch at once
+        self.record_known_people()
 
     def rules(self, pipeline: FacePipeline) -> ClusterRules:
         overrides: dict[str, float | int] = {}
