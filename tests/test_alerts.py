@@ -81,6 +81,9 @@ def test_the_fold_adds_replaces_and_deletes_entries() -> None:
     assert watches.match(MODEL, direction(2)).alert.watch.watch_id == "w1"  # type: ignore[union-attr]
     assert watches.apply(pb.MediaEvent(watch_deleted=pb.WatchDeleted(watch_id="w1")))
     assert watches.match(MODEL, direction(2)).alert is None
+    # Recorded again after its deletion (a template added for a reindex meanwhile): it stays deleted.
+    assert watches.apply(added("w1", direction(2)))
+    assert watches.match(MODEL, direction(2)).alert is None
     assert watches.models() == {MODEL}
     assert not watches.apply(pb.MediaEvent(removed=pb.MediaRemoved()))
     assert is_watch_event(alert_event(pb.Alert())) and not is_watch_event(pb.MediaEvent(removed=pb.MediaRemoved()))

@@ -163,6 +163,31 @@ def test_a_watch_is_added_from_photos_listed_kept_over_a_restart_and_deleted(env
         r.app.stop()
 
 
+def test_a_reindex_gives_every_watch_a_template_for_the_new_model_from_its_kept_faces(running: Running) -> None:
+    from rvs.core.faces.pipeline import FacePipeline
+
+    from media_factory import load_rgb
+
+    photos = [lfw(BUSH, 1).read_bytes(), lfw(BUSH, 2).read_bytes()]
+    watch = running.stub.AddWatch(pb.AddWatchRequest(name="Bush", images=photos), timeout=60)
+    dlib = FacePipeline(running.app.settings.query.model_copy(update={"model": "dlib-resnet"}))
+    dlib.load()
+    watches = running.app.query.watches  # type: ignore[union-attr]
+    assert watches is not None and watches.add_model(dlib) == 1
+    assert list(running.stub.ListWatches(pb.ListWatchesRequest()).watches[0].models) == ["sface", "dlib-resnet"]
+    added = next(e.watch_added for e in running.app.catalog.watch_events() if e.HasField("watch_added"))
+    assert added.watch.watch_id == watch.watch_id
+    template = np.array(next(t.vector for t in added.templates if t.model == "dlib-resnet"))
+
+    def cosine(person: str) -> float:
+        vector = dlib.faces(load_rgb(lfw(person, 3)), 1)[0].vector
+        return float(template @ vector / np.linalg.norm(template) / np.linalg.norm(vector))
+
+    assert cosine(BUSH) > cosine(POWELL) + 0.1  # his face, made again by the new model
+    assert "dlib-resnet" in running.app.embedder.alerting.watches.models()  # type: ignore[union-attr]
+    assert watches.add_model(dlib) == 0  # once
+
+
 def test_bad_watches_are_refused_with_their_reasons(running: Running, tmp_path: Path) -> None:
     stub, bush = running.stub, lfw(BUSH, 1).read_bytes()
     faceless = write_photo(tmp_path / "faceless.jpg").read_bytes()

@@ -72,6 +72,7 @@ class WatchList:
         self._threshold = threshold
         self._lock = threading.Lock()
         self._watches: dict[str, tuple[pb.Watch, dict[str, np.ndarray]]] = {}
+        self._deleted: set[str] = set()  # a WatchAdded of one (a template added meanwhile) stays out
         self._known: dict[str, np.ndarray] = {}  # model -> (n, dim) named people's templates
         self._tables: dict[tuple[str, int], tuple[_Table, _Table]] = {}  # (alert, mute), rebuilt on change
 
@@ -83,6 +84,7 @@ class WatchList:
                 self._add(event.watch_added)
             elif kind == "watch_deleted":
                 self._watches.pop(event.watch_deleted.watch_id, None)
+                self._deleted.add(event.watch_deleted.watch_id)
             elif kind == "known_people":
                 self._set_known(event.known_people)
             else:
@@ -94,6 +96,8 @@ class WatchList:
         watch = added.watch
         if not watch.watch_id:
             log.error("a WatchAdded without a watch_id is ignored (name %r)", watch.name[:100])
+            return
+        if watch.watch_id in self._deleted:
             return
         templates = {}
         for template in added.templates:

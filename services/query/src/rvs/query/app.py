@@ -133,9 +133,16 @@ class QueryService:
 
     def _preload(self, model: str) -> None:
         try:
-            self.models.get(model)
+            pipeline, _ = self.models.get(model)
         except Exception:  # the switch loads it again, and says why it cannot
             log.exception("could not load model %s ahead of the switch", model)
+            return
+        if self.watches is not None:  # every entry matches in the new collection from the switch on
+            try:
+                if given := self.watches.add_model(pipeline):
+                    log.info("the watch list: %d entries given a template for %s", given, model)
+            except Exception:
+                log.exception("could not give the watch list templates for %s", model)
 
     def delete_faces(self, media_id: str) -> int:
         """A media item's faces leave every collection: the active model's, a running reindex's

@@ -7,6 +7,7 @@ from this service's catalog.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
@@ -28,6 +29,8 @@ from rvs.query.errors import Failure
 from rvs.query.people.directory import InvalidName, clean_name
 from rvs.query.search import EmptyImage, NoFace, SearchEngine, check_deadline, describe_error
 from rvs.v1 import rvs_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 WATCH_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PHOTOS = 20
@@ -106,6 +109,34 @@ class WatchList:
                 raise NoFace(f"no face found in photo {n}")
             vector = found[0].vector
         return vector, face_jpeg(rgb, found[0].detection.box)
+
+    def add_model(self, pipeline: FacePipeline) -> int:
+        """Give every entry without a template for `pipeline`'s model one, from its kept faces (a
+        reindex into that model): recorded as the entry's WatchAdded again, so embedders match it
+        once the index switches. The entries given one."""
+        model, given = pipeline.model_name, 0
+        for event in self.catalog.watch_events():
+            added = event.watch_added
+            if not event.HasField("watch_added") or model in {t.model for t in added.templates}:
+                continue
+            vectors: list[np.ndarray] = []
+            for face in added.faces:
+                try:
+                    found = pipeline.faces(decode_image(face, max_pixels=self.engine.settings.max_image_pixels), 1)
+                except MediaError:
+                    continue
+                vectors.extend(f.vector for f in found)
+            if not vectors:
+                log.warning(
+                    "watch %s: no kept face is a face to %s; it matches nothing there", added.watch.watch_id, model
+                )
+                continue
+            mean = np.mean(vectors, axis=0)
+            added.templates.add(model=model, vector=(mean / (np.linalg.norm(mean) or 1.0)).tolist())
+            added.watch.models.append(model)
+            self.record(pb.MediaEvent(at_ms=now_ms(), watch_added=added))
+            given += 1
+        return given
 
     def list(self) -> pb.ListWatchesResponse:
         return pb.ListWatchesResponse(watches=self.catalog.watches())
