@@ -132,6 +132,9 @@ class RtmpServer:
 
 @contextmanager
 def rtmp_server(folder: Path) -> Iterator[RtmpServer]:
+    """Fails, rather than skips, where the servers are missing: .ci/run installs them."""
+    if why := available():
+        raise RuntimeError(why)
     server = RtmpServer(folder)
     try:
         server.start()
@@ -154,6 +157,8 @@ def rtsp_available() -> str:
 def rtsp_server(clip: Path, user: str, password: str) -> Iterator[int]:
     """GStreamer's RTSP server serving `clip` (H.264 MP4) at rtsp://127.0.0.1:PORT/cam behind basic
     auth, from its start for each client, in real time: its port."""
+    if why := rtsp_available():
+        raise RuntimeError(why)
     port = free_port()
     script = Path(__file__).with_name("rtsp_server.py")
     server = subprocess.Popen(

@@ -23,9 +23,9 @@ from corpus import BUSH
 from embedded_app import Running, start
 from media_factory import Appearance, cfr_times, load_rgb, scene, write_video
 from recorder import wait_for
-from stream_server import available, rtmp_server
+from stream_server import rtmp_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(available()), reason=available() or "")]
+pytestmark = pytest.mark.slow
 
 LOOP_S = 8
 SHOWN = (2, 6)  # Bush is on camera from 2 s to 6 s of every 8

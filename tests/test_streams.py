@@ -21,9 +21,9 @@ from rvs.v1 import rvs_pb2 as pb
 
 from media_factory import cfr_times, synthetic_photo, write_video
 from recorder import Recorder, wait_for
-from stream_server import RtmpServer, available, rtmp_server, rtsp_available, rtsp_server, silent_server
+from stream_server import RtmpServer, rtmp_server, rtsp_server, silent_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(available()), reason=available() or "")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -197,7 +197,6 @@ def test_hls_is_sampled_like_rtmp(sampler_on: Callable[..., Started], server: Rt
     assert metric(registry, "rvs_stream_up") == 1.0
 
 
-@pytest.mark.skipif(bool(rtsp_available()), reason=rtsp_available() or "")
 def test_rtsp_with_credentials_and_a_wrong_password(
     sampler_on: Callable[..., Started],
     tmp_path: Path,
