@@ -173,3 +173,22 @@ def test_segments_cut_short_are_closed_with_what_the_catalog_has(tmp_path) -> No
     assert service.state.open_segments("cam1") == []
     service.state.close()
     catalog.close()
+
+
+def test_a_late_first_packet_is_corrected_by_the_next_punctual_ones_in_a_new_segment() -> None:
+    # The reader was held up for 3 s when it connected (a loaded machine): the first packets arrive
+    # 3 s after they were live, then on time. The true wall clock is 1_000_000 ms at pts 10 s.
+    timeline = Timeline(connect_wall_ms=1_003_000, fps=1.0, segment_s=60.0, jump_s=10.0)
+    ends = []
+    for i in range(25 * 6):
+        t = Fraction(10) + Fraction(i, 25)
+        late_ms = 3000 if i < 25 else 0
+        if timeline.arrived(t, 1_000_000 + int((t - 10) * 1000) + late_ms):
+            ends.append(i)
+            timeline.end_segment()
+        if timeline.rolls(t, keyframe=i % 25 == 0):
+            timeline.start_segment(t)
+        timeline.frame(t)
+    assert ends == [25]  # once, at the first punctual packet
+    assert timeline.segment is not None and timeline.segment.started_at_ms == 1_001_000  # pts 11 s, on time
+    assert timeline.wall_ms(Fraction(14)) == 1_004_000

@@ -151,6 +151,10 @@ class StreamRunner:
                         log.info("stream %s: its timestamps jumped; starting a new segment", self.name)
                         self._close_segment()
                     timeline = self._timeline(timeline is None)
+                if timeline.arrived(t, now_ms()):
+                    log.info("stream %s: its wall clock was late; starting a new segment on a better one", self.name)
+                    self._close_segment()
+                    timeline.end_segment()
                 if timeline.rolls(t, packet.is_keyframe):
                     self._close_segment()
                     self._open_segment(timeline, t, reader, stamp)
