@@ -85,8 +85,10 @@ def test_segments_have_wall_clock_starts_frames_and_recordings(
         assert event.at_ms == d.started_at_ms and before <= d.started_at_ms <= time.time() * 1000
         assert event.media_id == segment_id("cam1", d.started_at_ms)
         assert d.uri == str(tmp_path / "rec" / "cam1" / f"cam1-{d.started_at_ms}.mp4")
-    # Segments follow one another: about 4 s apart (at a keyframe, one a second here).
-    assert 3900 <= second.discovered.started_at_ms - first.discovered.started_at_ms <= 5100
+    # Segments follow one another: about 4 s apart (at a keyframe, one a second here), less what a
+    # more punctual packet corrected the wall clock by meanwhile (under half a second, else a new
+    # segment starts on it).
+    assert 3400 <= second.discovered.started_at_ms - first.discovered.started_at_ms <= 5100
     closed = events.of("sampled")[0]
     assert closed.media_id == first.media_id and 4 <= closed.sampled.frame_count <= 5
     frames = [f for f in bus.poll(10_000, 0.1) if f.media_id == first.media_id]
