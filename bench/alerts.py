@@ -97,8 +97,7 @@ def main() -> None:
                     pass
 
             threading.Thread(target=read, daemon=True).start()
-            server.publish("cam1", clip)
-            published_at = time.time() * 1000
+            published_at = server.publish("cam1", clip)
             time.sleep(LOOP_S * (args.loops + 1) + 5)
             call.cancel()
         finally:

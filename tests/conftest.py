@@ -9,6 +9,7 @@ that is not slow and reaches for ../shared/ (shared(), lfw()) or loads a face mo
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -92,6 +93,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         _ordinary_scheduling(f"after the teardown of {item.nodeid}")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs `rvs` sets up logging to its captured stderr, which pytest closes after it:
+    the root logger's handlers are put back, so later tests' threads do not log to a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from xml.etree import ElementTree
 
 from conftest import free_port
 
@@ -44,6 +46,9 @@ http {{
     access_log off;
     server {{
         listen 127.0.0.1:{http_port};
+        location /stat {{
+            rtmp_stat all;
+        }}
         location /hls {{
             types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
             root {dir};
@@ -96,9 +101,10 @@ class RtmpServer:
             time.sleep(0.1)
         raise RuntimeError(f"nginx-rtmp did not listen on {self.port}: {(self.folder / 'error.log').read_text()}")
 
-    def publish(self, name: str, clip: Path, copy: bool = False) -> None:
+    def publish(self, name: str, clip: Path, copy: bool = False) -> float:
         """Loop `clip` into the stream in real time: encoded as a camera would (H.264, a keyframe a
-        second, no audio), or `copy`: its own H.264 packets as they are (no encoding CPU)."""
+        second, no audio), or `copy`: its own H.264 packets as they are (no encoding CPU). Returns once
+        the stream is live, with the wall-clock time (ms) its publisher began: the clip's time 0."""
         codec = (
             ["-c:v", "copy"] if copy else ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25"]
         )
@@ -111,6 +117,23 @@ class RtmpServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        return self._live_since(name)
+
+    def _live_since(self, name: str, timeout_s: float = 30) -> float:
+        """When the stream's publisher connected, from nginx-rtmp's own count of its milliseconds
+        (what ffmpeg takes to start, which load stretches to seconds, is not counted)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._publishers[name].poll() is not None:
+                raise RuntimeError(f"ffmpeg stopped publishing {name} (exit {self._publishers[name].returncode})")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/stat", timeout=5) as reply:
+                stat = ElementTree.fromstring(reply.read())
+            for stream in stat.iter("stream"):
+                for client in stream.iter("client") if stream.findtext("name") == name else ():
+                    if client.find("publishing") is not None:
+                        return time.time() * 1000 - int(client.findtext("time", "0"))
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} was not live on nginx-rtmp after {timeout_s:g} s")
 
     def cut(self, name: str) -> None:
         """The publisher goes away (a camera's link drops)."""

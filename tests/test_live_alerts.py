@@ -82,8 +82,7 @@ def test_a_watched_person_on_a_live_stream_raises_one_alert_at_the_right_time(
         s = _settings(tmp_path, server.url("cam1"), milvus_uri, collection_name)
         r = start(s, tmp_path)
         try:
-            server.publish("cam1", clip)
-            published_at = time.time() * 1000
+            published_at = server.publish("cam1", clip)
             wait_for(lambda: any(m.stream for m in r.app.catalog.list_media()), timeout_s=60)  # sampling it
             # Watched from just after one of his appearances (so the alert is the next one's start),
             # from another photo of him than the one the camera shows.

@@ -19,7 +19,8 @@ from rvs.v1 import rvs_pb2_grpc
 
 from conftest import error_reason, lfw
 from corpus import BUSH, POWELL, RUMSFELD, search, segments
-from embedded_app import corpus_env, start, wait_done
+from embedded_app import Running, corpus_env, start, wait_done
+from recorder import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +52,13 @@ def person_with(stub: rvs_pb2_grpc.SearchServiceStub, name: str, timeout_s: floa
             return found[0]
         time.sleep(0.3)
     raise AssertionError(f"no person with {name} after {timeout_s} s: {answers(stub)}")
+
+
+def wait_clustered(r: Running, timeout_s: float = 60) -> None:
+    """Until the people job has clustered every finished medium (it takes them a batch at a time:
+    a person found in one batch can still gain the next batch's media)."""
+    catalog = r.app.catalog
+    wait_for(lambda: bool(m := catalog.clustered_model()) and not catalog.unclustered_media(m, 1), timeout_s)
 
 
 def cli(capsys: pytest.CaptureFixture[str], port: int, *argv: str) -> tuple[int, str, str]:
@@ -86,6 +94,7 @@ def test_people_found_named_searched_merged_split_and_kept(
     try:
         stub = r.stub
         wait_done(stub, expected=6 + len(EXTRA))
+        wait_clustered(r)
         bush = person_with(stub, "clip_a.mp4")
         # Bush's two tracks (two different photos of him) and his two photos are one person.
         assert answers(stub)[bush] == {"clip_a.mp4", "clip_b.mp4", "bush_2.jpg", "bush_5.jpg"}

@@ -6,7 +6,6 @@ was open rather than sampling it again."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -62,8 +61,7 @@ def test_a_face_in_a_live_stream_is_found_in_its_segments(
         gop=25,
     )
     with rtmp_server(tmp_path / "nginx") as server:
-        server.publish("cam1", clip)
-        published_at = time.time() * 1000
+        published_at = server.publish("cam1", clip)
         s = _settings(tmp_path, server.url("cam1"), milvus_uri, collection_name)
         r = start(s, tmp_path)
         try:

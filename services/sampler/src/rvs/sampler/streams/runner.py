@@ -119,8 +119,9 @@ class StreamRunner:
                 log.exception("stream %s failed; reconnecting", self.name)
                 failing = "INTERNAL"
             finally:
-                self._close_segment()
+                # Down before the segment's close is published: whoever sees it closed sees the drop.
                 self.metrics.stream_up.labels(self.name).set(0)
+                self._close_segment()
             if self.stopping.is_set():
                 break
             delay = self.backoff.first_s if sampled else self.backoff.grow(delay)
