@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -10,9 +11,14 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from rvs.core.store.faces import FaceStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RVS_SHARED_DIR", ROOT.parent / "shared"))
@@ -143,3 +149,30 @@ def talking_head_clip(seconds: int, width: int, height: int, gop_s: float, fps: 
             out.mux(p)
     tmp.rename(out_path)
     return out_path
+
+
+def query_photo(path: Path) -> bytes:
+    canvas = Image.new("RGB", (640, 480), (120, 120, 120))
+    canvas.paste(Image.open(path).convert("RGB").resize((250, 250)), (195, 115))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def wait_indexed(store: FaceStore, timeout_s: float = 7200, stall_s: float = 900) -> float:
+    """Flush and wait until the index covers every row; seconds waited. A build that makes no
+    progress for `stall_s` is given up (Milvus retries a failing build without end)."""
+    t0 = progressed = time.perf_counter()
+    store.client.flush(store.collection)
+    indexed = -1
+    while time.perf_counter() - t0 < timeout_s:
+        info = store.client.describe_index(store.collection, "embedding")
+        # Not pending_index_rows: Milvus 2.3.5 left it at 1,000,000 with every row indexed.
+        if info.get("indexed_rows", 0) >= info.get("total_rows", 1):
+            break
+        if info.get("indexed_rows", 0) > indexed:
+            indexed, progressed = info.get("indexed_rows", 0), time.perf_counter()
+        elif time.perf_counter() - progressed > stall_s:
+            raise RuntimeError(f"the index build made no progress for {stall_s:.0f} s: {info}")
+        time.sleep(1)
+    return time.perf_counter() - t0

@@ -34,12 +34,17 @@ PARSERS = {
 }
 
 
-def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
-    """`docker compose config`. It answers in a second or two, yet now and then its plugin spins for
-    good: then the whole process group is killed (the plugin holds the pipes) and it is asked again."""
+LAYOUTS = {"standalone": ("compose.yml",), "milvus-cluster": ("compose.yml", "milvus-cluster.yml")}
+
+
+def compose_config(files: tuple[str, ...] = LAYOUTS["standalone"], **env: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` of deploy/FILES. It answers in a second or two, yet now and then its
+    plugin spins for good: then the whole process group is killed (the plugin holds the pipes) and it
+    is asked again."""
     docker = shutil.which("docker")
     assert docker, "the docker client is needed to validate deploy/compose.yml (.ci/run installs compose)"
-    cmd = [docker, "compose", "-f", str(ROOT / "deploy" / "compose.yml"), "config", "--format", "json"]
+    cmd = [docker, "compose", *(f for name in files for f in ("-f", str(ROOT / "deploy" / name))), "config"]
+    cmd += ["--format", "json"]
     for _ in range(3):
         proc = subprocess.Popen(
             cmd,
@@ -59,11 +64,40 @@ def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     pytest.fail("docker compose config did not answer in three tries of 60 s")
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:  # type: ignore[type-arg]
-    out = compose_config(RVS_AUTH_TOKEN="a-token-for-this-test")
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def compose(request: pytest.FixtureRequest) -> dict:  # type: ignore[type-arg]
+    """The whole deployment, with Milvus standalone and with Milvus as a cluster."""
+    out = compose_config(LAYOUTS[request.param], RVS_AUTH_TOKEN="a-token-for-this-test")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+@pytest.mark.slow  # docker compose (see conftest.SLOW_FIXTURES)
+def test_the_milvus_cluster_is_milvus_s_own_distributed_mode_on_rvs_s_kafka() -> None:
+    out = compose_config(LAYOUTS["milvus-cluster"], RVS_AUTH_TOKEN="a-token-for-this-test")
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    standalone = json.loads(compose_config(RVS_AUTH_TOKEN="t").stdout)["services"]["milvus"]
+    components = {"milvus": "proxy", "rootcoord": "rootcoord", "querycoord": "querycoord", "datacoord": "datacoord"}
+    components |= {"querynode": "querynode", "datanode": "datanode", "indexnode": "indexnode"}
+    for name, role in components.items():
+        svc = services[name]
+        assert svc["image"] == standalone["image"] and svc["command"] == ["milvus", "run", role]
+        assert svc["environment"]["ETCD_ENDPOINTS"] == standalone["environment"]["ETCD_ENDPOINTS"]
+        assert svc["environment"]["MINIO_ADDRESS"] == standalone["environment"]["MINIO_ADDRESS"]
+        mounts = {v["target"]: v["source"] for v in svc["volumes"]}
+        assert mounts["/milvus/configs/user.yaml"] == str(ROOT / "deploy" / "milvus" / "cluster.yaml")
+        assert "kafka" in svc["depends_on"] and not svc.get("ports")
+    assert services["querynode"]["deploy"]["replicas"] >= 2 and "container_name" not in services["querynode"]
+    # rvs reaches the proxy where it reached standalone; its collections spread writes over the data nodes.
+    for name in ("embedder", "query"):
+        assert services[name]["environment"]["RVS_MILVUS_URI"] == "http://milvus:19530"
+        assert int(services[name]["environment"]["RVS_INDEX_SHARDS"]) == services["datanode"]["deploy"]["replicas"]
+    # Milvus's write-ahead log goes to the Kafka that rvs's topics are on, at its advertised address.
+    config = (ROOT / "deploy" / "milvus" / "cluster.yaml").read_text()
+    broker = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
+    assert re.search(r"^mq:\n  type: kafka\b", config, re.M) and f"brokerList: {broker}\n" in config
+    assert broker == services["embedder"]["environment"]["RVS_KAFKA_BOOTSTRAP"]
 
 
 @pytest.mark.slow  # docker compose (see conftest.SLOW_FIXTURES)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rvs.core.store.faces import FaceRow, FaceStore, IndexModelMismatch, SearchFilter, StoreRejected, StoreUnavailable
+from rvs.core.store.index import VectorIndex
 from rvs.v1 import rvs_pb2 as pb
 
 from conftest import free_port
@@ -86,28 +87,67 @@ def test_session_consistency_sees_its_own_upserts_at_once(milvus_uri: str, colle
         store.close()
 
 
-def test_indexed_range_search_returns_every_face_above_threshold(store: FaceStore) -> None:
-    """Once HNSW is built, a search above a threshold (small ef) still returns all 3,000 samples of
-    one person among 20,000 others, and a top-k search (no threshold) may ask for more than 2,048."""
-    rng = np.random.default_rng(1)
-    q = unit(0)
-    near = q + rng.normal(size=(3000, DIM)).astype(np.float32) * 0.05
-    others = rng.normal(size=(20_000, DIM)).astype(np.float32)
-    for vectors, media in ((near, "person"), (others, "crowd")):
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        for start in range(0, len(vectors), 5000):
-            store.upsert([row(media, (start + i) * 1000, 0, v) for i, v in enumerate(vectors[start : start + 5000])])
-    store.client.flush(store.collection)
-    deadline = time.monotonic() + 120
-    while (info := store.client.describe_index(store.collection, "embedding"))["indexed_rows"] < 23_000:
-        assert time.monotonic() < deadline, f"index not built: {info}"
-        time.sleep(1)
-    threshold = float((near @ q).min()) - 1e-3
-    crowd_above = int((others @ q >= threshold).sum())
-    hits = store.search(q, threshold, 16384)
-    assert sum(h.media_id == "person" for h in hits) == 3000
-    assert len(hits) == 3000 + crowd_above
-    assert len(store.search(q, -1.0, 4096)) > 2048  # HNSW's top-k is approximate: most, without error
+# Each index type rvs may build: HNSW (exact distances on a graph) and the IVF ones, whose lists a
+# search probes; SQ8 scores on byte-coded vectors, so a face right at the threshold may fall either side.
+INDEXES = {
+    "hnsw": (VectorIndex("HNSW", {"M": 16, "efConstruction": 200}, 64), 0.0),
+    "ivf_flat": (VectorIndex("IVF_FLAT", {"nlist": 128}, 16), 0.0),
+    "ivf_sq8": (VectorIndex("IVF_SQ8", {"nlist": 128}, 16), 0.02),
+}
+
+
+@pytest.mark.parametrize(("index", "margin"), INDEXES.values(), ids=list(INDEXES))
+def test_indexed_range_search_returns_every_face_above_threshold(
+    milvus_uri: str, collection_name: str, index: VectorIndex, margin: float
+) -> None:
+    """Once the index is built, a search above a threshold (HNSW at a small ef, IVF probing 16 lists)
+    still returns all 3,000 samples of one person among 20,000 others, and a top-k search (no
+    threshold) may ask for more than 2,048."""
+    store = FaceStore(milvus_uri, collection_name, "test-model", DIM, consistency="Strong", index=index)
+    store.open()
+    try:
+        assert store.index == index  # built as asked
+        rng = np.random.default_rng(1)
+        q = unit(0)
+        near = q + rng.normal(size=(3000, DIM)).astype(np.float32) * 0.05
+        others = rng.normal(size=(20_000, DIM)).astype(np.float32)
+        for vectors, media in ((near, "person"), (others, "crowd")):
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            for start in range(0, len(vectors), 5000):
+                batch = vectors[start : start + 5000]
+                store.upsert([row(media, (start + i) * 1000, 0, v) for i, v in enumerate(batch)])
+        store.client.flush(store.collection)
+        deadline = time.monotonic() + 120
+        while (info := store.client.describe_index(store.collection, "embedding"))["indexed_rows"] < 23_000:
+            assert time.monotonic() < deadline, f"index not built: {info}"
+            time.sleep(1)
+        threshold = float((near @ q).min()) - 1e-3 - margin
+        crowd_above = int((others @ q >= threshold + margin).sum())
+        hits = store.search(q, threshold, 16384)
+        assert sum(h.media_id == "person" for h in hits) == 3000
+        assert sum(h.media_id == "crowd" for h in hits) >= crowd_above
+        assert all(h.score >= threshold for h in hits)
+        assert len(store.search(q, -1.0, 4096)) > 2048  # a top-k search is approximate: most, without error
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_a_collection_keeps_the_index_it_was_built_with(
+    store: FaceStore, milvus_uri: str, collection_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Settings for another index apply to new collections: an existing one is searched with the
+    parameters of its own index (IVF's nprobe on HNSW would be refused)."""
+    store.upsert([row("m1", t, 0, unit(t)) for t in range(5)])
+    wanted = VectorIndex("IVF_SQ8", {"nlist": 64}, 8)
+    again = FaceStore(milvus_uri, collection_name, "test-model", DIM, consistency="Strong", index=wanted)
+    again.open()
+    try:
+        assert again.index.describe() == "HNSW(M=16, efConstruction=200)" and again.index.breadth == 8
+        assert "was built with HNSW(M=16, efConstruction=200), not IVF_SQ8(nlist=64)" in caplog.text
+        assert [h.time_ms for h in again.search(unit(3), 0.99, 10)] == [3]
+    finally:
+        again.close()
 
 
 def test_a_refused_request_is_rejected_and_keeps_the_shared_connection(store: FaceStore) -> None:

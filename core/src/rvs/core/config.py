@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 from itertools import combinations
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rvs.core.faces.registry import DETECTORS, MODELS
+from rvs.core.store.index import IndexType, VectorIndex
 
 
 def is_loopback(host: str) -> bool:
@@ -126,6 +127,49 @@ class StoreSettings(CommonSettings):
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     """Milvus read consistency. Session: a client sees its own writes at once and others' within
     Milvus's time tick (~200 ms), without Strong's wait for that tick on every search."""
+    index_type: IndexType = "HNSW"
+    """Vector index of the collections rvs creates: HNSW, IVF_FLAT, IVF_SQ8 (vectors kept as bytes:
+    a quarter of the memory), IVF_PQ, DISKANN (a Milvus server with queryNode.enableDisk) or FLAT
+    (exact). bench/search.py measures each (README, Scale and sizing). A collection keeps the index
+    it was built with; a new one (rvs reindex) gets this one."""
+    index_m: int = Field(16, ge=4, le=64)
+    """HNSW: links per node (memory and build time grow with it, and recall)."""
+    index_ef_construction: int = Field(200, ge=8, le=1024)
+    """HNSW: breadth of the search that places each node while building."""
+    index_nlist: int = Field(1024, ge=1, le=65536)
+    """IVF_*: lists the vectors are clustered into (about 4 x sqrt(faces) is the usual rule)."""
+    index_pq_m: int = Field(0, ge=0)
+    """IVF_PQ: sub-vectors each vector is coded into, one byte each; 0: a quarter of the dimension.
+    It must divide the model's dimension."""
+    index_search_breadth: int = Field(128, ge=1, le=65536)
+    """How widely a search looks: HNSW's ef, the IVF lists probed (nprobe), DiskANN's search_list.
+    Wider is slower and finds more of the exact answer."""
+    index_shards: int = Field(1, ge=1, le=16)
+    """Shards (Milvus DML channels) of a new collection: writes spread over that many data nodes of
+    a Milvus cluster; 1 for a standalone server."""
+
+    @model_validator(mode="after")
+    def _index_breadth(self) -> Self:
+        if self.index_type.startswith("IVF_") and self.index_search_breadth > self.index_nlist:
+            raise ValueError(
+                f"index_search_breadth ({self.index_search_breadth}) probes more IVF lists than "
+                f"index_nlist ({self.index_nlist}) makes"
+            )
+        return self
+
+    def vector_index(self, dim: int) -> VectorIndex:
+        """The index a new collection of `dim`-dimensional vectors is built with."""
+        build: dict[str, int] = {}
+        if self.index_type == "HNSW":
+            build = {"M": self.index_m, "efConstruction": self.index_ef_construction}
+        elif self.index_type.startswith("IVF_"):
+            build = {"nlist": self.index_nlist}
+        if self.index_type == "IVF_PQ":
+            m = self.index_pq_m or dim // 4
+            if dim % m:
+                raise ValueError(f"index_pq_m ({m}) must divide the model's dimension ({dim})")
+            build |= {"m": m, "nbits": 8}
+        return VectorIndex(self.index_type, build, self.index_search_breadth)
 
 
 class BusSettings(CommonSettings):

@@ -25,6 +25,7 @@ from pymilvus.exceptions import (
 
 from rvs.core.config import StoreSettings
 from rvs.core.retry import Backoff
+from rvs.core.store.index import VectorIndex
 from rvs.v1 import rvs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ class FaceStore:
         token: str | None = None,
         timeout_s: float = 10.0,
         consistency: str = "Session",
+        index: VectorIndex | None = None,
+        shards: int = 1,
     ) -> None:
         self.uri = uri
         self.collection = collection
@@ -211,6 +214,9 @@ class FaceStore:
         self._token = token
         self._timeout = timeout_s
         self.consistency = consistency
+        self._wanted = index or VectorIndex("HNSW", {"M": 16, "efConstruction": 200})
+        self.index = self._wanted  # the collection's own once open
+        self._shards = shards
         self._client: MilvusClient | None = None
 
     @property
@@ -271,6 +277,7 @@ class FaceStore:
                 self._check_model()
             else:
                 self._create()
+            self.index = self._built_index()
             self.client.load_collection(self.collection)
         except _ERRORS as exc:
             raise self._failed(f"opening Milvus at {self.uri}", exc) from exc
@@ -306,13 +313,37 @@ class FaceStore:
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
         index = self.client.prepare_index_params()
         index.add_index(
-            field_name="embedding", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200}
+            field_name="embedding", index_type=self._wanted.type, metric_type="COSINE", params=self._wanted.build
         )
         # Growing segments are searched too: new faces need no flush to be found.
         self.client.create_collection(
-            self.collection, schema=schema, index_params=index, consistency_level=self.consistency
+            self.collection,
+            schema=schema,
+            index_params=index,
+            consistency_level=self.consistency,
+            shards_num=self._shards,
         )
-        log.info("created collection %s for model %s (dim %d)", self.collection, self.model, self.dim)
+        log.info(
+            "created collection %s for model %s (dim %d, %s)",
+            self.collection,
+            self.model,
+            self.dim,
+            self._wanted.describe(),
+        )
+
+    def _built_index(self) -> VectorIndex:
+        """The index the collection has, whatever the settings say now: searches must use its parameters."""
+        described = self.client.describe_index(self.collection, "embedding") or {}
+        built = VectorIndex.from_milvus(described, self._wanted.breadth)
+        if built.describe() != self._wanted.describe():
+            log.warning(
+                "collection %s was built with %s, not %s as configured: the configured index applies to new "
+                "collections (rvs reindex builds one)",
+                self.collection,
+                built.describe(),
+                self._wanted.describe(),
+            )
+        return built
 
     def upsert(self, rows: Sequence[FaceRow]) -> None:
         if not rows:
@@ -351,12 +382,7 @@ class FaceStore:
     ) -> list[FaceHit]:
         """Faces with cosine similarity above `min_score`, best first, at most `limit`."""
         limit = max(1, min(limit, MAX_SEARCH_LIMIT))
-        # Range search (every face above the threshold) finds them all whatever HNSW's ef: 2,996 of
-        # 2,996 near-duplicates among 100k faces at ef 16..2048, and a small ef is 3-7x faster
-        # (bench/search.py). A top-k search (no threshold) needs ef >= k.
-        params: dict[str, object] = (
-            {"radius": float(min_score), "ef": 64} if min_score > -1.0 else {"ef": max(64, limit)}
-        )
+        params = self.index.range_params(min_score) if min_score > -1.0 else self.index.params(limit)
         try:
             results = self.client.search(
                 self.collection,
@@ -524,6 +550,15 @@ def open_face_store(settings: StoreSettings, uri: str, model: str, dim: int) -> 
             raise probe._failed(f"reading collections at {uri}", exc) from exc
         finally:
             probe.close()
-    store = FaceStore(uri, name, model, dim, _token(settings), consistency=settings.consistency)
+    store = FaceStore(
+        uri,
+        name,
+        model,
+        dim,
+        _token(settings),
+        consistency=settings.consistency,
+        index=settings.vector_index(dim),
+        shards=settings.index_shards,
+    )
     store.open()
     return store
