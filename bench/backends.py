@@ -38,7 +38,16 @@ from rvs.query.config import QuerySettings
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import SHARED, facenet_weights, percentiles, query_photo, save, tree_rss_mib, wait_indexed
+from common import (
+    SHARED,
+    facenet_weights,
+    percentiles,
+    query_photo,
+    save,
+    timed_search_rpcs,
+    tree_rss_mib,
+    wait_indexed,
+)
 
 LFW = SHARED / "faces" / "lfw" / "images"
 
@@ -122,16 +131,7 @@ def measure(
                 t = time.perf_counter()
                 store.search(real[i % len(real)][1], min_score, settings.search_candidates)
                 vector_ms.append((time.perf_counter() - t) * 1000)
-            stub.Search(pb.SearchRequest(image=photos[0]), timeout=600)  # warm-up
-            rpc_ms = []
-            for i in range(queries):
-                t = time.perf_counter()
-                try:
-                    stub.Search(pb.SearchRequest(image=photos[i % len(photos)]), timeout=600)
-                except grpc.RpcError as exc:
-                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # NO_FACE still costs a full RPC
-                        raise
-                rpc_ms.append((time.perf_counter() - t) * 1000)
+            rpc_ms = timed_search_rpcs(stub, photos, queries)
             row = {
                 "backend": name,
                 "faces": store.count(),

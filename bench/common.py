@@ -11,7 +11,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -176,3 +176,22 @@ def wait_indexed(store: FaceStore, timeout_s: float = 7200, stall_s: float = 900
             raise RuntimeError(f"the index build made no progress for {stall_s:.0f} s: {info}")
         time.sleep(1)
     return time.perf_counter() - t0
+
+
+def timed_search_rpcs(stub: Any, photos: list[bytes], queries: int) -> list[float]:
+    """Milliseconds of each of `queries` Search RPCs over `photos` in turn, after one warm-up."""
+    import grpc
+
+    from rvs.v1 import rvs_pb2 as pb
+
+    stub.Search(pb.SearchRequest(image=photos[0]), timeout=600)
+    ms = []
+    for i in range(queries):
+        t = time.perf_counter()
+        try:
+            stub.Search(pb.SearchRequest(image=photos[i % len(photos)]), timeout=600)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # NO_FACE still costs a full RPC
+                raise
+        ms.append((time.perf_counter() - t) * 1000)
+    return ms

@@ -47,7 +47,16 @@ from rvs.query.config import QuerySettings
 from rvs.v1 import rvs_pb2 as pb
 from rvs.v1 import rvs_pb2_grpc
 
-from common import SHARED, facenet_weights, percentiles, query_photo, save, tree_rss_mib, wait_indexed
+from common import (
+    SHARED,
+    facenet_weights,
+    percentiles,
+    query_photo,
+    save,
+    timed_search_rpcs,
+    tree_rss_mib,
+    wait_indexed,
+)
 
 LFW = SHARED / "faces" / "lfw" / "images"
 K = 20
@@ -309,16 +318,7 @@ def search_rpc(uri: str, store: FaceStore, dim: int, queries: int, chosen: Vecto
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
     stub = rvs_pb2_grpc.SearchServiceStub(channel)
     try:
-        stub.Search(pb.SearchRequest(image=photos[0]), timeout=600)  # warm-up
-        ms = []
-        for i in range(queries):
-            t = time.perf_counter()
-            try:
-                stub.Search(pb.SearchRequest(image=photos[i % len(photos)]), timeout=600)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # NO_FACE still costs a full RPC
-                    raise
-            ms.append((time.perf_counter() - t) * 1000)
+        ms = timed_search_rpcs(stub, photos, queries)
     finally:
         channel.close()
         service.stop()
